@@ -1,0 +1,5 @@
+import sys
+
+from multidraft.cli import main
+
+sys.exit(main())

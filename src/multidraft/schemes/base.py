@@ -1,0 +1,192 @@
+"""The shape every scheme shares: a draft law and a verification kernel.
+
+A multi-draft scheme (DESIGN §1) is a pair
+
+* a **draft law** Q: the joint law of the k draft tokens ``x = (x_1..x_k)``,
+  computed from the draft distribution ``q`` only;
+* a **verification kernel** pi(y | x; p, q): the law of the output token ``y``.
+
+Every verification rule implemented here has the same form: the drafts are
+checked in a fixed order and draft ``x_i`` is output with probability
+``w_i`` (an *accept weight*); with the remaining probability
+``w_res = 1 - sum_i w_i`` the output is drawn from a *residual* law ``r``::
+
+    pi(y | x) = sum_i w_i [x_i == y] + w_res r(y)
+
+so :meth:`Scheme.verification_law` returns ``(w, w_res, r)`` and everything
+else -- the exact kernel used by the theory and the tests, and the batched
+sampler used by the decoder -- is derived from it in one place.  ``w_res`` is
+returned separately (not as ``1 - sum w``) so that it is computed as a product
+of rejection probabilities, free of cancellation.
+
+Shapes: ``p``, ``q`` are ``[..., V]``; drafts are ``[..., k]`` (int64);
+``w`` is ``[..., k]``, ``w_res`` is ``[...]``, ``r`` is ``[..., V]`` and may be
+unnormalised (only its direction matters; an all-zero ``r`` is allowed where
+``w_res`` is 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from multidraft.validation import check_drafts, check_k, check_pair
+
+
+class VerificationLaw(NamedTuple):
+    """pi(y | x) = sum_i accept[..., i] [x_i = y] + reject[...] * residual(y) / sum(residual)."""
+
+    accept: torch.Tensor  # [..., k] probability that draft i is the output via its check
+    reject: torch.Tensor  # [...]    probability that every check fails
+    residual: torch.Tensor  # [..., V] unnormalised law of the output after all checks fail
+
+
+class Verified(NamedTuple):
+    """What verification returns for a batch of positions."""
+
+    token: torch.Tensor  # [...] int64, the output token
+    accepted: torch.Tensor  # [...] bool, whether the output is one of the drafts
+
+
+class Sampled(NamedTuple):
+    """What :meth:`Scheme.sample` returns: the drafts and the verified output."""
+
+    drafts: torch.Tensor  # [..., k] int64
+    token: torch.Tensor  # [...] int64
+    accepted: torch.Tensor  # [...] bool
+
+
+def uniform(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """U[0, 1) draws in ``like``'s dtype and device."""
+    return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
+def sample_categorical(
+    weights: torch.Tensor, generator: torch.Generator | None, num_samples: int | None = None
+) -> torch.Tensor:
+    """Draws from unnormalised non-negative ``weights`` [..., V].
+
+    Returns [...] (one draw per row) or [..., num_samples] (independent draws).
+    Inverse-CDF sampling: ``u * total`` is located in the running sum with a
+    strict comparison, so a zero-weight entry is never returned.  Rows whose
+    total is 0 return index 0 (callers only use such rows with probability 0).
+    """
+    cdf = torch.cumsum(weights, dim=-1)  # [..., V]
+    total = cdf[..., -1:]  # [..., 1]
+    u = uniform(total.shape[:-1] + (num_samples or 1,), weights, generator) * total  # [..., n]
+    # u < total in exact arithmetic; keep it so after rounding.
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    index = torch.searchsorted(cdf, u, right=True).clamp_max(weights.shape[-1] - 1)
+    return index if num_samples is not None else index.squeeze(-1)
+
+
+def ratio_test(target: torch.Tensor, proposal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept and reject probabilities of the test ``accept x w.p. min(1, target(x) / proposal(x))``.
+
+    ``target``, ``proposal`` [...] are the two laws evaluated at the draft.
+    The rejection probability is computed as ``(proposal - target)^+ / proposal``
+    rather than ``1 - accept``, free of cancellation.  A draft the proposal
+    gives no mass (possible only outside the draft law's support, or in a
+    round with nothing left to draw) is never accepted.
+    """
+    valid = proposal > 0
+    safe = torch.where(valid, proposal, 1)
+    accept = torch.where(valid, torch.clamp(target / safe, max=1), 0)
+    reject = torch.where(valid, torch.clamp(proposal - target, min=0) / safe, 1)
+    return accept, reject
+
+
+def normalise(weights: torch.Tensor) -> torch.Tensor:
+    """Rows of non-negative ``weights`` [..., V] scaled to sum 1; all-zero rows stay 0."""
+    mass = weights.sum(-1, keepdim=True)
+    return weights / torch.where(mass > 0, mass, 1)
+
+
+def at(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``x[..., tokens]`` for one token per row: x [..., V], tokens [...] -> [...]."""
+    return x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def sample_from_law(law: VerificationLaw, drafts: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Draw y ~ pi(. | drafts) from a :class:`VerificationLaw`; returns [...] int64.
+
+    One uniform chooses among "draft i" (weights ``accept``) and "residual"
+    (weight ``reject``); the residual token is drawn for every row and used
+    where the residual was chosen (no Python loop over the batch).
+    """
+    branch = torch.cat([law.accept, law.reject.unsqueeze(-1)], dim=-1)  # [..., k + 1]
+    choice = sample_categorical(branch, generator)  # [...] in 0..k
+    residual_token = sample_categorical(law.residual, generator)  # [...]
+    k = drafts.shape[-1]
+    draft_token = drafts.gather(-1, choice.clamp_max(k - 1).unsqueeze(-1)).squeeze(-1)
+    return torch.where(choice == k, residual_token, draft_token)
+
+
+def kernel_from_law(law: VerificationLaw, drafts: torch.Tensor) -> torch.Tensor:
+    """The dense kernel pi(y | drafts) as a tensor [..., V] (sums to 1 per row)."""
+    kernel = law.reject.unsqueeze(-1) * normalise(law.residual)
+    return kernel.scatter_add(-1, drafts, law.accept)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A multi-draft scheme.  Subclasses implement the two halves.
+
+    ``name`` is the registry name; ``draft_law`` names the law of the drafts
+    (``iid``, ``wor``, ``hub`` or ``greedy``) as used by
+    :func:`multidraft.theory.optimal_acceptance`.
+    """
+
+    name: str = ""
+    draft_law: str = ""
+    min_k: int = 1
+    max_k: int | None = None
+
+    # -- the two halves, implemented per scheme ---------------------------
+    def _sample_drafts(self, q: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
+        raise NotImplementedError
+
+    # -- public API: validated once, then shared by all schemes -------------
+    def check_k(self, k: int) -> None:
+        """Raise ``ValueError`` if this scheme cannot use ``k`` drafts."""
+        check_k(k, self.name, self.min_k, self.max_k)
+
+    def sample_drafts(self, q: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw k drafts per position from the scheme's draft law: q [..., V] -> [..., k]."""
+        self.check_k(k)
+        check_pair(q, q, "q")
+        return self._sample_drafts(q, k, generator)
+
+    def verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
+        """The verification kernel for these drafts as a :class:`VerificationLaw`."""
+        check_pair(p, q)
+        self.check_k(drafts.shape[-1])
+        check_drafts(drafts, q)
+        return self._verification_law(p, q, drafts)
+
+    def kernel(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
+        """The exact output law pi(. | drafts) as a dense tensor [..., V]."""
+        return kernel_from_law(self.verification_law(p, q, drafts), drafts)
+
+    def verify(
+        self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Verified:
+        """Sample the output token given the drafts; p, q [..., V], drafts [..., k]."""
+        law = self.verification_law(p, q, drafts)
+        token = sample_from_law(law, drafts, generator)
+        accepted = (drafts == token.unsqueeze(-1)).any(-1)
+        return Verified(token, accepted)
+
+    def sample(
+        self, p: torch.Tensor, q: torch.Tensor, k: int, generator: torch.Generator | None = None
+    ) -> Sampled:
+        """Draw drafts from q, then verify them against p."""
+        check_pair(p, q)
+        drafts = self.sample_drafts(q, k, generator)
+        token, accepted = self.verify(p, q, drafts, generator)
+        return Sampled(drafts, token, accepted)

@@ -1,0 +1,37 @@
+"""Greedy multi-draft sampling (Hu et al., "Towards Optimal Multi-draft Speculative Decoding", ICLR 2025).
+
+Draft law: the top k-1 tokens T of q are fixed drafts x_1..x_{k-1}; the last
+draft is x ~ q' = q restricted to V \\ T (renormalised).  Verification:
+accept x with probability min(1, p(x)/q'(x)); otherwise y ~ norm(r) with
+r = (p - q')^+ off T and r = p on T.  Any output in T is a draft, so
+
+    alpha = p(T) + sum_{x not in T} min(p(x), q'(x)),
+
+which equals alpha* of this draft law.  If q(V \\ T) = 0 the last draft
+repeats x_1, nothing is tested and y ~ p (alpha = p(T)).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from multidraft.schemes import draws
+from multidraft.schemes.base import Scheme, VerificationLaw, at, normalise, ratio_test
+
+
+class Greedy(Scheme):
+    def _sample_drafts(self, q, k, generator):
+        if k > q.shape[-1]:
+            raise ValueError(f"greedy drafts need k <= V, got k = {k} and V = {q.shape[-1]}")
+        return draws.greedy(q, k, generator)
+
+    def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
+        fixed, x = drafts[..., :-1], drafts[..., -1]  # T [..., k-1], x [...]
+        q_free = normalise(q.scatter(-1, fixed, 0))  # q' [..., V]; all zero if q(V \ T) = 0
+        accept, reject = ratio_test(at(p, x), at(q_free, x))
+        residual = torch.clamp(p - q_free, min=0).scatter(-1, fixed, p.gather(-1, fixed))
+        no_weight = torch.zeros_like(fixed, dtype=p.dtype)
+        return VerificationLaw(torch.cat([no_weight, accept.unsqueeze(-1)], -1), reject, residual)
+
+
+SCHEME = Greedy(name="greedy", draft_law="greedy")
