@@ -104,6 +104,21 @@ def normalise(weights: torch.Tensor) -> torch.Tensor:
     return weights / torch.where(mass > 0, mass, 1)
 
 
+def mass_outside(q: torch.Tensor, tokens: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """sum_{y not in tokens} q(y) without cancellation: q [..., V], tokens [..., n] distinct, total [...] = sum q.
+
+    ``total - q(tokens)`` is exact to a few ulps when the removed mass is at
+    most 1/2; rows where it is larger (a near-certain token) are summed over
+    the remaining entries instead -- one extra pass, only when such rows exist.
+    """
+    removed = q.gather(-1, tokens).sum(-1)  # [...]
+    mass = torch.clamp(total - removed, min=0)
+    heavy = removed > 0.5 * total
+    if bool(heavy.any()):
+        mass = torch.where(heavy, q.scatter(-1, tokens, 0).sum(-1), mass)
+    return mass
+
+
 def at(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """``x[..., tokens]`` for one token per row: x [..., V], tokens [...] -> [...]."""
     return x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -152,41 +167,56 @@ class Scheme:
         raise NotImplementedError
 
     # -- public API: validated once, then shared by all schemes -------------
+    # ``check=False`` skips the input checks (two reductions per tensor) on the
+    # decoder's hot path, where p and q come straight from a softmax.
     def check_k(self, k: int) -> None:
         """Raise ``ValueError`` if this scheme cannot use ``k`` drafts."""
         check_k(k, self.name, self.min_k, self.max_k)
 
-    def sample_drafts(self, q: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_drafts(
+        self, q: torch.Tensor, k: int, generator: torch.Generator | None = None, *, check: bool = True
+    ) -> torch.Tensor:
         """Draw k drafts per position from the scheme's draft law: q [..., V] -> [..., k]."""
         self.check_k(k)
-        check_pair(q, q, "q")
+        if check:
+            check_pair(q, q, "q")
         return self._sample_drafts(q, k, generator)
 
-    def verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
+    def verification_law(
+        self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, *, check: bool = True
+    ) -> VerificationLaw:
         """The verification kernel for these drafts as a :class:`VerificationLaw`."""
-        check_pair(p, q)
         self.check_k(drafts.shape[-1])
-        check_drafts(drafts, q)
+        if check:
+            check_pair(p, q)
+            check_drafts(drafts, q)
         return self._verification_law(p, q, drafts)
 
-    def kernel(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
+    def kernel(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """The exact output law pi(. | drafts) as a dense tensor [..., V]."""
-        return kernel_from_law(self.verification_law(p, q, drafts), drafts)
+        return kernel_from_law(self.verification_law(p, q, drafts, check=check), drafts)
 
     def verify(
-        self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        p: torch.Tensor,
+        q: torch.Tensor,
+        drafts: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        check: bool = True,
     ) -> Verified:
         """Sample the output token given the drafts; p, q [..., V], drafts [..., k]."""
-        law = self.verification_law(p, q, drafts)
+        law = self.verification_law(p, q, drafts, check=check)
         token = sample_from_law(law, drafts, generator)
         accepted = (drafts == token.unsqueeze(-1)).any(-1)
         return Verified(token, accepted)
 
     def sample(
-        self, p: torch.Tensor, q: torch.Tensor, k: int, generator: torch.Generator | None = None
+        self, p: torch.Tensor, q: torch.Tensor, k: int, generator: torch.Generator | None = None, *, check: bool = True
     ) -> Sampled:
         """Draw drafts from q, then verify them against p."""
-        check_pair(p, q)
-        drafts = self.sample_drafts(q, k, generator)
-        token, accepted = self.verify(p, q, drafts, generator)
+        if check:
+            check_pair(p, q)
+        drafts = self.sample_drafts(q, k, generator, check=False)
+        token, accepted = self.verify(p, q, drafts, generator, check=False)
         return Sampled(drafts, token, accepted)

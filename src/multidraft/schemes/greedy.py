@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from multidraft.schemes import draws
-from multidraft.schemes.base import Scheme, VerificationLaw, at, normalise, ratio_test
+from multidraft.schemes.base import Scheme, VerificationLaw, at, mass_outside, ratio_test
 
 
 class Greedy(Scheme):
@@ -27,9 +27,12 @@ class Greedy(Scheme):
 
     def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
         fixed, x = drafts[..., :-1], drafts[..., -1]  # T [..., k-1], x [...]
-        q_free = normalise(q.scatter(-1, fixed, 0))  # q' [..., V]; all zero if q(V \ T) = 0
-        accept, reject = ratio_test(at(p, x), at(q_free, x))
-        residual = torch.clamp(p - q_free, min=0).scatter(-1, fixed, p.gather(-1, fixed))
+        free_mass = mass_outside(q, fixed, q.sum(-1))  # q(V \ T), [...]
+        scale = torch.where(free_mass > 0, 1 / torch.where(free_mass > 0, free_mass, 1), 0)  # q' = scale q off T
+        in_fixed = (fixed == x.unsqueeze(-1)).any(-1)
+        accept, reject = ratio_test(at(p, x), torch.where(in_fixed, 0, at(q, x) * scale))
+        residual = p.clone().addcmul_(q, -scale.unsqueeze(-1))  # p - q'
+        residual.scatter_(-1, fixed, p.gather(-1, fixed)).clamp_(min=0)  # r = p on T
         no_weight = torch.zeros_like(fixed, dtype=p.dtype)
         return VerificationLaw(torch.cat([no_weight, accept.unsqueeze(-1)], -1), reject, residual)
 

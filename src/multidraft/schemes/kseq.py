@@ -41,14 +41,19 @@ def gamma(miss: torch.Tensor, k: int) -> torch.Tensor:
     return total
 
 
-def _piece(p: torch.Tensor, q: torch.Tensor, rho: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _piece(p: torch.Tensor, q: torch.Tensor, rho: torch.Tensor, buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(Q_u, P_u) such that 1 - beta(r) = Q_u - P_u / r on the piece starting at rho.
 
-    Q_u and P_u are the masses of q and p on the tokens with p/q < rho, where
-    min(q, p/r) = p/r.  Returns two [...] tensors.
+    Q_u and P_u are the masses of q and p on the tokens with p < rho q, where
+    min(q, p/r) = p/r.  Computed in the scratch ``buffer`` [..., V] with
+    in-place passes: d = (rho q - p)^+, sum d = rho Q_u - P_u, then the
+    indicator sign(d) dotted with q gives Q_u.  Returns two [...] tensors.
     """
-    below = p < rho.unsqueeze(-1) * q  # [..., V]
-    return torch.where(below, q, 0).sum(-1), torch.where(below, p, 0).sum(-1)
+    torch.mul(q, rho.unsqueeze(-1), out=buffer).sub_(p).clamp_(min=0)
+    excess = buffer.sum(-1)  # rho Q_u - P_u
+    buffer.sign_()
+    q_u = torch.linalg.vecdot(buffer, q)
+    return q_u, torch.clamp(rho * q_u - excess, min=0)
 
 
 def _smallest_root(q_u: torch.Tensor, p_u: torch.Tensor, lo: torch.Tensor, k: int) -> torch.Tensor:
@@ -66,22 +71,24 @@ def _smallest_root(q_u: torch.Tensor, p_u: torch.Tensor, lo: torch.Tensor, k: in
     return torch.where(holds(lo), lo, high)
 
 
-def optimal_rho(p: torch.Tensor, q: torch.Tensor, k: int) -> torch.Tensor:
-    """rho* per row: the smallest rho in [1, k] with gamma(beta(rho)) <= rho; [..., V] -> [...]."""
+def optimal_rho(p: torch.Tensor, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rho*, 1 - beta(rho*)) per row; [..., V] -> ([...], [...]).
+
+    rho* is the smallest rho in [1, k] with gamma(beta(rho)) <= rho; the miss
+    mass 1 - beta = sum (q - p/rho)^+ is returned from the last piece, free of
+    cancellation.
+    """
     rho = torch.ones(p.shape[:-1], dtype=p.dtype, device=p.device)
-    if k == 1:
-        return rho
+    buffer = torch.empty_like(p)
     for _ in range(MAX_PIECES):
-        moved = _smallest_root(*_piece(p, q, rho), rho, k)
+        q_u, p_u = _piece(p, q, rho, buffer)
+        if k == 1:
+            break
+        moved = _smallest_root(q_u, p_u, rho, k)
         if bool((moved == rho).all()):
             break
         rho = moved
-    return rho
-
-
-def miss(p: torch.Tensor, q: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """1 - beta(rho) = sum_y (q(y) - p(y)/rho)^+, without cancellation: [...]."""
-    return torch.clamp(q - p / rho.unsqueeze(-1), min=0).sum(-1)
+    return rho, torch.clamp(q_u - p_u / rho, min=0)
 
 
 class KSequential(Scheme):
@@ -90,13 +97,13 @@ class KSequential(Scheme):
 
     def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
         k = drafts.shape[-1]
-        rho = optimal_rho(p, q, k)  # [...]
-        scaled_p = p / rho.unsqueeze(-1)  # [..., V]
-        accept, reject = ratio_test(scaled_p.gather(-1, drafts), q.gather(-1, drafts))  # [..., k]
+        rho, miss = optimal_rho(p, q, k)  # [...], [...]
+        accept, reject = ratio_test(p.gather(-1, drafts) / rho.unsqueeze(-1), q.gather(-1, drafts))  # [..., k]
         rejected = torch.cumprod(reject, dim=-1)  # drafts 1..i all rejected
         reached = torch.cat([torch.ones_like(rejected[..., :1]), rejected[..., :-1]], dim=-1)
-        weight = gamma(miss(p, q, rho), k).unsqueeze(-1)  # [..., 1]
-        residual = torch.clamp(p - weight * torch.minimum(q, scaled_p), min=0)
+        # residual = (p - gamma min(q, p / rho))^+, in one buffer
+        residual = torch.div(p, rho.unsqueeze(-1))
+        torch.minimum(residual, q, out=residual).mul_(-gamma(miss, k).unsqueeze(-1)).add_(p).clamp_(min=0)
         return VerificationLaw(reached * accept, rejected[..., -1], residual)
 
 

@@ -29,31 +29,7 @@ from __future__ import annotations
 import torch
 
 from multidraft.schemes import draws
-from multidraft.schemes.base import Scheme, VerificationLaw, at, ratio_test
-
-
-def hub_masses(p: torch.Tensor, q: torch.Tensor):
-    """Everything SpecHub's verification needs that does not depend on the drafts.
-
-    Returns ``a`` [...], the second-round proposal ``hub_pair`` = Q(a, .) [..., V],
-    p' and p'' off the hub [..., V], the rejected masses S1, S2 [...], p'(a)
-    and p''(a) [...], and ``one_hot`` [...] (q has no mass besides a).
-    """
-    a = q.argmax(-1)  # [...]
-    hub = a.unsqueeze(-1)
-    q_off = q.scatter(-1, hub, 0)  # [..., V]
-    p_off = p.scatter(-1, hub, 0)
-    rest = q_off.sum(-1)  # 1 - q(a), as the sum of the other entries
-    one_hot = rest == 0
-    q_a, p_a = at(q, a), at(p, a)
-    hub_pair = q_off * (q_a / torch.where(one_hot, 1, rest)).unsqueeze(-1)  # Q(a, j), zero at a
-    p1 = torch.clamp(p_off - q_off, min=0)  # p'
-    s1 = torch.clamp(q_off - p_off, min=0).sum(-1)  # S1
-    s2 = torch.clamp(hub_pair - p1, min=0).sum(-1)  # S2
-    p2 = torch.clamp(p1 - hub_pair, min=0)  # p'' off the hub
-    p1_a = torch.clamp(p_a - s2, min=0)  # p'(a)
-    p2_a = torch.clamp(p1_a - s1, min=0)  # p''(a)
-    return a, hub_pair, p1, p2, s1, s2, p_a, p1_a, p2_a, one_hot
+from multidraft.schemes.base import Scheme, VerificationLaw, at, mass_outside, ratio_test
 
 
 class SpecHub(Scheme):
@@ -61,26 +37,44 @@ class SpecHub(Scheme):
         return draws.hub(q, k, generator)
 
     def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
-        a, hub_pair, p1, p2, s1, s2, p_a, p1_a, p2_a, one_hot = hub_masses(p, q)
+        a = q.argmax(-1)  # [...], the hub
+        hub = a.unsqueeze(-1)
+        q_a, p_a = at(q, a), at(p, a)
+        rest = mass_outside(q, hub, q.sum(-1))  # 1 - q(a), as the sum of the other entries
+        one_hot = rest == 0
+        c = q_a / torch.where(one_hot, 1, rest)  # Q(a, j) = c q(j) for j != a
         x1, x2 = drafts[..., 0], drafts[..., 1]
         hub_first = x1 == a  # pair (a, i); otherwise pair (i, a)
         i = torch.where(hub_first, x2, x1)  # the non-hub draft
+
+        # One buffer: p' = (p - q)^+ off a, then p'' = (p' - Q(a, .))^+ in place.
+        # The rejected masses come from sum (x)^- = sum (x)^+ - sum x.
+        buffer = (p - q).clamp_(min=0).scatter_(-1, hub, 0)  # p'
+        p1_i, p1_mass = at(buffer, i), buffer.sum(-1)
+        s1 = torch.clamp(p1_mass - ((p.sum(-1) - p_a) - rest), min=0)  # S1 = sum_{j!=a} (q - p)^+
+        buffer.addcmul_(q, -c.unsqueeze(-1)).scatter_(-1, hub, 0).clamp_(min=0)  # p''
+        s2 = torch.clamp(buffer.sum(-1) - (p1_mass - c * rest), min=0)  # S2 = sum_{j!=a} (Q(a, .) - p')^+
+        p1_a = torch.clamp(p_a - s2, min=0)  # p'(a)
+        p2_a = torch.clamp(p1_a - s1, min=0)  # p''(a)
+
         # Pair (i, a): step 1, then step 6.  Pair (a, i): step 3, then step 5.
         accept_i_a, reject_i_a = ratio_test(at(p, i), at(q, i))
-        accept_a_i, reject_a_i = ratio_test(at(p1, i), at(hub_pair, i))
+        accept_a_i, reject_a_i = ratio_test(p1_i, c * at(q, i))
         hub_after_i_a, hub_miss_i_a = ratio_test(p1_a, s1)
         hub_after_a_i, hub_miss_a_i = ratio_test(p_a, s2)
         accept_i = torch.where(hub_first, accept_a_i, accept_i_a)
         rejected_i = torch.where(hub_first, reject_a_i, reject_i_a)
         accept_hub = rejected_i * torch.where(hub_first, hub_after_a_i, hub_after_i_a)
         reject = rejected_i * torch.where(hub_first, hub_miss_a_i, hub_miss_i_a)
-        residual = p2.scatter(-1, a.unsqueeze(-1), p2_a.unsqueeze(-1))  # p'' with p''(a)
+        residual = buffer.scatter_(-1, hub, p2_a.unsqueeze(-1))  # p'' with p''(a)
+
         # One-hot q: the pair (a, a) is single-draft speculative sampling of a.
-        p_rest = p.scatter(-1, a.unsqueeze(-1), 0)
-        accept_hub = torch.where(one_hot, p_a, accept_hub)
-        accept_i = torch.where(one_hot, 0, accept_i)
-        reject = torch.where(one_hot, p_rest.sum(-1), reject)
-        residual = torch.where(one_hot.unsqueeze(-1), p_rest, residual)
+        if bool(one_hot.any()):
+            p_rest = p.scatter(-1, hub, 0)
+            accept_hub = torch.where(one_hot, p_a, accept_hub)
+            accept_i = torch.where(one_hot, 0, accept_i)
+            reject = torch.where(one_hot, p_rest.sum(-1), reject)
+            residual = torch.where(one_hot.unsqueeze(-1), p_rest, residual)
         accept = torch.where(
             hub_first.unsqueeze(-1), torch.stack([accept_hub, accept_i], -1), torch.stack([accept_i, accept_hub], -1)
         )

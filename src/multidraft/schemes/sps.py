@@ -19,7 +19,7 @@ class SpeculativeSampling(Scheme):
     def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
         x = drafts[..., 0]  # [...]
         accept, reject = ratio_test(at(p, x), at(q, x))
-        return VerificationLaw(accept.unsqueeze(-1), reject, torch.clamp(p - q, min=0))
+        return VerificationLaw(accept.unsqueeze(-1), reject, (p - q).clamp_(min=0))
 
 
 SCHEME = SpeculativeSampling(name="sps", draft_law="iid", min_k=1, max_k=1)

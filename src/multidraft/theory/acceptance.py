@@ -117,8 +117,8 @@ def k_sequential(p: np.ndarray, q: np.ndarray, k: int) -> float:
     comes from the same exact search the scheme uses.
     """
     p_t, q_t = torch.from_numpy(p), torch.from_numpy(q)
-    rho = kseq.optimal_rho(p_t, q_t, k)
-    miss = float(kseq.miss(p_t, q_t, rho))
+    rho, miss_t = kseq.optimal_rho(p_t, q_t, k)
+    miss = float(miss_t)
     if miss == 0:
         return 1.0
     rho_f = float(rho)

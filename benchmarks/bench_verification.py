@@ -1,0 +1,102 @@
+"""Batched verification cost per call, relative to one softmax over the same tensor.
+
+Target (issue "Token-level core"): verifying a [256, 32000] batch with k = 4
+costs at most 6x one ``torch.softmax`` over the same tensor, for every scheme
+but ``otm``.  Both are timed in the same run, interleaved, so the ratio is
+robust to the machine's load; the median of ``--repeats`` timings is kept.
+
+    .venv/bin/python benchmarks/bench_verification.py [--batch 256 --vocab 32000 --k 4]
+
+Writes ``benchmarks/results/verification.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from multidraft import schemes
+
+RESULTS = Path(__file__).parent / "results" / "verification.json"
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    dtype = getattr(torch, args.dtype)
+    generator = torch.Generator().manual_seed(0)
+    logits_p = torch.randn(args.batch, args.vocab, generator=generator, dtype=dtype) * 3
+    logits_q = logits_p + torch.randn(args.batch, args.vocab, generator=generator, dtype=dtype)
+    p, q = torch.softmax(logits_p, -1), torch.softmax(logits_q, -1)
+
+    rows = []
+    for name in schemes.names():
+        if name == "otm":
+            continue
+        scheme = schemes.get(name)
+        k = {"sps": 1, "spechub": 2}.get(name, args.k)
+        drafts = scheme.sample_drafts(q, k, generator)
+        softmax_s = median_seconds(lambda: torch.softmax(logits_p, -1), args.repeats)
+        verify_s = median_seconds(lambda: scheme.verify(p, q, drafts, generator, check=False), args.repeats)
+        checked_s = median_seconds(lambda: scheme.verify(p, q, drafts, generator), args.repeats)
+        softmax_after = median_seconds(lambda: torch.softmax(logits_p, -1), args.repeats)
+        softmax_s = (softmax_s + softmax_after) / 2
+        rows.append(
+            {
+                "scheme": name,
+                "k": k,
+                "verify_ms": 1e3 * verify_s,
+                "verify_checked_ms": 1e3 * checked_s,
+                "softmax_ms": 1e3 * softmax_s,
+                "ratio": verify_s / softmax_s,
+                "ratio_checked": checked_s / softmax_s,
+                "target_met": verify_s / softmax_s <= 6.0,
+            }
+        )
+
+    report = {
+        "benchmark": "verification",
+        "batch": args.batch,
+        "vocab": args.vocab,
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"verification of [{args.batch}, {args.vocab}] {args.dtype}; ratio = verify / softmax (target <= 6)")
+    print(f"{'scheme':<9} {'k':>2} {'verify ms':>10} {'softmax ms':>11} {'ratio':>6} {'with checks':>12}")
+    for row in rows:
+        print(
+            f"{row['scheme']:<9} {row['k']:>2} {row['verify_ms']:>10.2f} {row['softmax_ms']:>11.2f} "
+            f"{row['ratio']:>6.2f} {row['ratio_checked']:>12.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
