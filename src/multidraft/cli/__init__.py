@@ -11,13 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multidraft.cli import theory
+from multidraft.cli import bench, generate, record, theory
 
-COMMANDS = [theory]
+COMMANDS = [theory, generate, record, bench]
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse with usage errors as one line on stderr (``--help`` still shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="multidraft", description=__doc__.splitlines()[0])
+    parser = OneLineErrors(prog="multidraft", description="Lossless multi-draft speculative decoding.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(subparsers)

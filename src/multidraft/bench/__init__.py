@@ -1,0 +1,1 @@
+"""Benchmarks on real models: recording distributions, token-level and end-to-end tables."""

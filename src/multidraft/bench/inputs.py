@@ -1,0 +1,66 @@
+"""Models and prompts for the benchmarks: the bundled pair or local folders, and encoded prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from multidraft.prompts import CATEGORIES, Prompt, load_prompts
+
+
+@dataclass
+class ModelPair:
+    target: object
+    draft: object
+    tokenizer: object
+    names: dict  # {"target": ..., "draft": ..., "licences": ...}
+
+
+def load_pair(target_path: str | None, draft_path: str | None) -> ModelPair:
+    """Local folders when both are given, else the pair installed by set-up (a clear error if missing)."""
+    from multidraft import models
+
+    if (target_path is None) != (draft_path is None):
+        raise ValueError("give both --target and --draft, or neither (then the bundled pair is used)")
+    if target_path is not None:
+        # Both paths are resolved before anything is loaded, so a typo fails fast.
+        models.resolve_model_path(target_path)
+        models.resolve_model_path(draft_path)
+        target = models.load_causal_lm(target_path)
+        draft = models.load_causal_lm(draft_path)
+        tokenizer = models.load_tokenizer(target_path)
+        names = {"target": str(target_path), "draft": str(draft_path), "licences": "see the model folders"}
+    else:
+        pair = models.bundled_pair()
+        target, draft, tokenizer = models.load_bundled_pair()
+        names = {"target": pair.target.name, "draft": pair.draft.name, "licences": list(pair.licenses)}
+    for model in (target, draft):
+        model.config._attn_implementation = "sdpa"  # tree masks need an attention that takes a 4D mask
+    return ModelPair(target, draft, tokenizer, names)
+
+
+def pick_prompts(count: int) -> list[Prompt]:
+    """``count`` prompts, round-robin over the categories (fixed order), so every setting is covered."""
+    if count < 1:
+        raise ValueError(f"the number of prompts must be >= 1, got {count}")
+    per_category = [load_prompts(category) for category in CATEGORIES]
+    picked = []
+    for index in range(max(map(len, per_category))):
+        for rows in per_category:
+            if index < len(rows) and len(picked) < count:
+                picked.append(rows[index])
+    return picked
+
+
+def encode(tokenizer, prompt: Prompt, max_prompt_tokens: int) -> torch.Tensor:
+    """Token ids [n] of a prompt: chat and summarisation requests through the chat template,
+    web text raw (a continuation task).  The user text is cut to ``max_prompt_tokens`` tokens first."""
+    ids = tokenizer(prompt.text, add_special_tokens=False)["input_ids"][:max_prompt_tokens]
+    if prompt.category == "webtext" or getattr(tokenizer, "chat_template", None) is None:
+        return torch.tensor(ids)
+    text = tokenizer.decode(ids)
+    templated = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    return torch.tensor(templated)

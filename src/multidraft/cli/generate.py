@@ -1,0 +1,85 @@
+"""``multidraft generate``: stream multi-draft speculative sampling from a local model pair."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from multidraft import schemes
+from multidraft.cli.options import add_model_arguments, add_sampling_arguments
+from multidraft.sampling_options import check_options
+from multidraft.tree import check_shape, parse_shape
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="generate text with multi-draft speculative decoding")
+    add_model_arguments(parser)
+    parser.add_argument("--scheme", default="spechub", help=f"one of {', '.join(schemes.names())}")
+    parser.add_argument("--tree", default="2x4", help="branching per depth: 2x4, or a list like 2,2,1,1")
+    add_sampling_arguments(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
+    parser.add_argument("prompt", help="the prompt text")
+    parser.set_defaults(run=run)
+
+
+class Streamer:
+    """Prints the text of the tokens accepted so far, as it grows (decoding the whole list each time
+    keeps multi-token characters intact)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.tokens, self.printed = tokenizer, [], ""
+
+    def __call__(self, new_tokens: list[int]) -> None:
+        self.tokens += new_tokens
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if text.startswith(self.printed):
+            sys.stdout.write(text[len(self.printed) :])
+            sys.stdout.flush()
+            self.printed = text
+
+
+def run(args: argparse.Namespace) -> int:
+    from multidraft.bench.inputs import load_pair
+    from multidraft.decoding import generate
+
+    # Every argument is checked before a model is loaded.
+    scheme = schemes.get(args.scheme)
+    check_shape(parse_shape(args.tree), scheme)
+    check_options(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    pair = load_pair(args.target, args.draft)
+    tokenizer = pair.tokenizer
+    if args.chat:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": args.prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+    else:
+        ids = tokenizer(args.prompt)["input_ids"]
+    streamer = Streamer(tokenizer)
+    result = generate(
+        pair.target,
+        pair.draft,
+        torch.tensor(ids),
+        scheme=scheme,
+        tree=args.tree,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        generator=torch.Generator(device=pair.target.device).manual_seed(args.seed),
+        eos_token_id=tokenizer.eos_token_id,
+        on_tokens=streamer,
+    )
+    print()
+    print(
+        f"[{args.scheme} {args.tree}] {result.tokens_emitted} tokens in {result.target_calls} target calls: "
+        f"block efficiency {result.block_efficiency:.2f}, {result.tokens_per_second:.1f} tokens/s, "
+        f"verification {100 * result.verification_seconds / result.total_seconds:.1f}% of the time",
+        file=sys.stderr,
+    )
+    return 0

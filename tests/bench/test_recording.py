@@ -1,0 +1,54 @@
+"""Recording distributions: truncation keeps exact masses, files round-trip, the laws are the models'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_llama
+from multidraft.bench.recording import Recording, record, truncate
+from multidraft.sampling_options import probabilities
+
+
+def test_truncate_keeps_top_tokens_and_exact_tails():
+    generator = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(5, 50, generator=generator, dtype=torch.float64) * 2, -1)
+    q = torch.softmax(torch.randn(5, 50, generator=generator, dtype=torch.float64) * 2, -1)
+    ids, p_top, q_top, p_tail, q_tail = truncate(p, q, 10)
+    assert ids.shape == (5, 10)
+    np.testing.assert_allclose((p_top.sum(-1) + p_tail).numpy(), 1, atol=1e-15)
+    np.testing.assert_allclose((q_top.sum(-1) + q_tail).numpy(), 1, atol=1e-15)
+    dropped = torch.ones_like(p, dtype=torch.bool).scatter(-1, ids, False)
+    assert bool(((p + q)[dropped].reshape(5, -1).max(-1).values <= (p_top + q_top).min(-1).values).all())
+
+
+def test_record_stores_the_models_processed_laws(tmp_path):
+    target, draft = tiny_llama(1, vocab=16), tiny_llama(2, vocab=16)
+    prompts = [torch.tensor([1, 2, 3]), torch.tensor([4, 5])]
+    recording = record(target, draft, prompts, temperature=0.7, top_k=None, top_p=0.9, new_tokens=4, top_n=16,
+                       seed=0, header={"target": "t", "draft": "d"})
+    assert len(recording) == 8 and recording.header["temperature"] == 0.7
+    assert (recording.prompt_index == np.repeat([0, 1], 4)).all()
+    # The stored rows are the laws of the models at those positions (top_n = V: nothing dropped).
+    ids = recording.token_ids[0]
+    with torch.no_grad():
+        expected = probabilities(target(prompts[0][None]).logits[0, -1].double(), 0.7, None, 0.9).numpy()
+    np.testing.assert_allclose(recording.p[0], expected[ids], atol=1e-6)  # float32 models, other lengths
+    assert np.all(recording.p_tail == 0)
+
+    path = tmp_path / "rec.npz"
+    recording.save(path)
+    loaded = Recording.load(path)
+    assert loaded.header == recording.header
+    np.testing.assert_array_equal(loaded.q, recording.q)
+    p, q = loaded.pair(3)
+    assert p.shape == (17,) and abs(p.sum() - 1) < 1e-12 and abs(q.sum() - 1) < 1e-12
+
+
+def test_bad_recording_paths_and_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Recording.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a multidraft recording"):
+        Recording.load(tmp_path / "other.npz")
