@@ -44,7 +44,7 @@ class Config:
 
 def default_configs(full: bool) -> list[Config]:
     """The grid: binary trees for the multi-draft schemes, chains for sps, wide trees for k > 2."""
-    depths = (2, 3, 4, 5) if full else (3,)
+    depths = (2, 3, 4, 5) if full else (2,)
     configs = [Config("sps", f"1x{d}") for d in depths]
     for name in ("rrs", "rrs-wor", "kseq", "spechub", "greedy") if full else ("rrs", "rrs-wor", "spechub"):
         configs += [Config(name, f"2x{d}") for d in depths]

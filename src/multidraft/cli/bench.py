@@ -35,8 +35,8 @@ def register(subparsers) -> None:
     add_model_arguments(everything)
     _add_generate_arguments(everything)
     everything.add_argument("--k", default="2-8", help="draft counts for the token-level table")
-    everything.add_argument("--record-prompts", type=int, default=None, help="prompts to record (default: --prompts)")
-    everything.add_argument("--record-tokens", type=int, default=32)
+    everything.add_argument("--record-prompts", type=int, help="prompts to record (quick 6, full 60)")
+    everything.add_argument("--record-tokens", type=int, help="tokens recorded per prompt (quick 24, full 64)")
     everything.add_argument("--top-n", type=int, default=256)
     everything.add_argument("--mc-draws", type=int, default=64)
     everything.set_defaults(run=run_all)
@@ -47,17 +47,35 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", help="scheme:tree list, e.g. spechub:2x3,rrs:2x3 (overrides the grid)")
     parser.add_argument("--temperatures", default="0.6,1.0")
     add_sampling_arguments(parser, temperature=False)
-    parser.add_argument("--prompts", type=int, default=6, help="prompts (round-robin over the categories)")
-    parser.add_argument("--new-tokens", type=int, default=48)
+    parser.add_argument("--prompts", type=int, help="prompts, round-robin over the categories (quick 3, full 30)")
+    parser.add_argument("--new-tokens", type=int, help="tokens generated per prompt (quick 24, full 128)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-prompt-tokens", type=int, default=256)
+    parser.add_argument("--max-prompt-tokens", type=int, help="prompt tokens kept (quick 128, full 512)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+#: Sizes of the quick run (the main job, minutes on a 2-core CPU) and of ``--full`` (hours).
+SIZES = {
+    "prompts": (3, 30),
+    "new_tokens": (24, 128),
+    "max_prompt_tokens": (128, 512),
+    "record_prompts": (6, 60),
+    "record_tokens": (24, 64),
+}
+
+
+def _fill_sizes(args: argparse.Namespace) -> None:
+    """Unset size arguments take the quick or the full default."""
+    for name, (quick, full) in SIZES.items():
+        if getattr(args, name, "absent") is None:
+            setattr(args, name, full if args.full else quick)
 
 
 def _generate_plan(args: argparse.Namespace):
     """Checked configurations and temperatures (before any model is loaded)."""
     from multidraft.bench.generate import default_configs, parse_configs
 
+    _fill_sizes(args)
     configs = parse_configs(args.configs) if args.configs else default_configs(args.full)
     temperatures = number_list(args.temperatures)
     check_sampling(temperatures, args.top_k, args.top_p)
@@ -229,7 +247,7 @@ def run_all(args: argparse.Namespace) -> int:
     ks = number_list(args.k, int)
     pair = load_pair(args.target, args.draft)
     record_args = argparse.Namespace(
-        prompts=args.record_prompts or args.prompts, new_tokens=args.record_tokens, top_n=args.top_n,
+        prompts=args.record_prompts, new_tokens=args.record_tokens, top_n=args.top_n,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_prompt_tokens=args.max_prompt_tokens,
     )
     recordings = [record_to_file(record_args, pair, t, args.out / f"recording_T{t}.npz") for t in temperatures]
