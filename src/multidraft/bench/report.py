@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _cell(value) -> str:
+def _cell(key: str, value) -> str:
+    if key == "temperature":
+        return f"{value:g}"
     if isinstance(value, float):
         return f"{value:.4f}"
     return "" if value is None else str(value)
@@ -18,7 +20,7 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> 
     """A Markdown table of ``rows`` with (key, heading) ``columns``; floats to 4 decimals."""
     lines = ["| " + " | ".join(heading for _, heading in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(key)) for key, _ in columns) + " |")
+        lines.append("| " + " | ".join(_cell(key, row.get(key)) for key, _ in columns) + " |")
     return "\n".join(lines)
 
 

@@ -30,8 +30,9 @@ def laws_for(k: int) -> list[str]:
 
 
 def applies(name: str, k: int) -> bool:
-    """Whether the scheme is tabulated at k (sps once, at k = 1; spechub at k = 2; otm never: V is too large)."""
-    return {"sps": k == 1, "spechub": k == 2, "otm": False}.get(name, True)
+    """Whether the scheme is tabulated at k: sps at k = 1 (where every scheme is sps), spechub at
+    k = 2, the others at k >= 2, otm never (its LP does not scale to a real vocabulary)."""
+    return {"sps": k == 1, "spechub": k == 2, "otm": False}.get(name, k >= 2)
 
 
 def mean_and_error(values: np.ndarray) -> tuple[float, float]:
@@ -96,3 +97,15 @@ def token_table(
             if progress is not None:
                 progress()
     return rows
+
+
+def paired_gains(recording: Recording, k: int = 2, base: str = "spechub", others=("rrs", "rrs-wor", "kseq")) -> list[dict]:
+    """Per-position differences alpha(base) - alpha(other) at k, averaged with a paired standard error."""
+    positions = range(len(recording))
+    reference = np.array([acceptance(base, *recording.pair(i), k) for i in positions])
+    gains = []
+    for other in others:
+        delta = reference - np.array([acceptance(other, *recording.pair(i), k) for i in positions])
+        mean, error = mean_and_error(delta)
+        gains.append({"k": k, "comparison": f"{base} - {other}", "delta_acceptance": mean, "se": error})
+    return gains

@@ -88,19 +88,23 @@ def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
     from tqdm import tqdm
 
     from multidraft.bench import report
-    from multidraft.bench.tokens import DEFAULT_SCHEMES, token_table
+    from multidraft.bench.tokens import DEFAULT_SCHEMES, applies, paired_gains, token_table
 
     rows = []
     for recording in recordings:
         temperature = recording.header.get("temperature")
-        total = sum(1 for k in sorted({1, *ks}) for name in DEFAULT_SCHEMES if _applies(name, k))
+        total = sum(1 for k in sorted({1, *ks}) for name in DEFAULT_SCHEMES if applies(name, k))
         with tqdm(total=total, desc=f"tokens T={temperature}", unit="row") as bar:
             table = token_table(recording, ks, mc_draws=mc_draws, progress=bar.update)
         tails = {"mean_p_tail": float(recording.p_tail.mean()), "mean_q_tail": float(recording.q_tail.mean())}
         rows += [{"temperature": temperature, **row, **tails} for row in table]
-    report.write_json({"benchmark": "tokens", "rows": rows}, out / "tokens.json")
+    gains = [{"temperature": r.header.get("temperature"), **gain} for r in recordings for gain in paired_gains(r)]
+    report.write_json({"benchmark": "tokens", "rows": rows, "spechub_gains_k2": gains}, out / "tokens.json")
     report.write_csv(rows, out / "tokens.csv")
-    (out / "tokens.md").write_text(token_markdown(rows) + "\n")
+    gain_table = report.markdown_table(
+        gains, [("temperature", "T"), ("comparison", "k = 2"), ("delta_acceptance", "Δ acceptance"), ("se", "paired s.e.")]
+    )
+    (out / "tokens.md").write_text(token_markdown(rows) + "\n\n" + gain_table + "\n")
     for temperature in sorted({row["temperature"] for row in rows}):
         chosen = [row for row in rows if row["temperature"] == temperature]
         series, bounds = {}, {}
@@ -119,12 +123,6 @@ def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
         report.plot_lines(series, out / f"tokens_T{temperature}.png", title=f"Acceptance vs k (T = {temperature})",
                           xlabel="drafts k", ylabel="acceptance rate", dashed=bounds)
     return rows
-
-
-def _applies(name: str, k: int) -> bool:
-    from multidraft.bench.tokens import applies
-
-    return applies(name, k)
 
 
 def token_markdown(rows: list[dict]) -> str:
@@ -224,8 +222,8 @@ def run_tokens(args: argparse.Namespace) -> int:
     if not ks or min(ks) < 1:
         raise ValueError(f"--k must list draft counts >= 1, got {args.k!r}")
     recordings = [Recording.load(path) for path in args.recordings]
-    rows = _token_outputs(recordings, ks, args.mc_draws, args.out)
-    print(token_markdown(rows))
+    _token_outputs(recordings, ks, args.mc_draws, args.out)
+    print((args.out / "tokens.md").read_text())
     return 0
 
 
@@ -251,10 +249,10 @@ def run_all(args: argparse.Namespace) -> int:
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_prompt_tokens=args.max_prompt_tokens,
     )
     recordings = [record_to_file(record_args, pair, t, args.out / f"recording_T{t}.npz") for t in temperatures]
-    token_rows = _token_outputs(recordings, ks, args.mc_draws, args.out)
-    generate_rows = _generate_outputs(pair, args, configs, temperatures)
+    _token_outputs(recordings, ks, args.mc_draws, args.out)
+    _generate_outputs(pair, args, configs, temperatures)
     print("\n## Token level: acceptance vs alpha*\n")
-    print(token_markdown(token_rows))
+    print((args.out / "tokens.md").read_text())
     print("\n## End to end\n")
     print((args.out / "generate.md").read_text())
     return 0
