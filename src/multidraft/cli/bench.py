@@ -35,8 +35,8 @@ def register(subparsers) -> None:
     add_model_arguments(everything)
     _add_generate_arguments(everything)
     everything.add_argument("--k", default="2-8", help="draft counts for the token-level table")
-    everything.add_argument("--record-prompts", type=int, help="prompts to record (quick 6, full 60)")
-    everything.add_argument("--record-tokens", type=int, help="tokens recorded per prompt (quick 24, full 64)")
+    everything.add_argument("--record-prompts", type=int, help="prompts to record (quick 4, full 60)")
+    everything.add_argument("--record-tokens", type=int, help="tokens recorded per prompt (quick 16, full 64)")
     everything.add_argument("--top-n", type=int, default=256)
     everything.add_argument("--mc-draws", type=int, default=64)
     everything.set_defaults(run=run_all)
@@ -47,8 +47,8 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", help="scheme:tree list, e.g. spechub:2x3,rrs:2x3 (overrides the grid)")
     parser.add_argument("--temperatures", default="0.6,1.0")
     add_sampling_arguments(parser, temperature=False)
-    parser.add_argument("--prompts", type=int, help="prompts, round-robin over the categories (quick 3, full 30)")
-    parser.add_argument("--new-tokens", type=int, help="tokens generated per prompt (quick 24, full 128)")
+    parser.add_argument("--prompts", type=int, help="prompts, round-robin over the categories (quick 2, full 30)")
+    parser.add_argument("--new-tokens", type=int, help="tokens generated per prompt (quick 16, full 128)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-prompt-tokens", type=int, help="prompt tokens kept (quick 128, full 512)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -56,11 +56,11 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: Sizes of the quick run (the main job, minutes on a 2-core CPU) and of ``--full`` (hours).
 SIZES = {
-    "prompts": (3, 30),
-    "new_tokens": (24, 128),
+    "prompts": (2, 30),
+    "new_tokens": (16, 128),
     "max_prompt_tokens": (128, 512),
-    "record_prompts": (6, 60),
-    "record_tokens": (24, 64),
+    "record_prompts": (4, 60),
+    "record_tokens": (16, 64),
 }
 
 
