@@ -2,8 +2,10 @@
 
 Target (issue "Token-level core"): verifying a [256, 32000] batch with k = 4
 costs at most 6x one ``torch.softmax`` over the same tensor, for every scheme
-but ``otm``.  Both are timed in the same run, interleaved, so the ratio is
-robust to the machine's load; the median of ``--repeats`` timings is kept.
+but ``otm``.  Both are timed in the same run, interleaved, and the median of
+``--repeats`` timings is kept.  The load average is recorded with them: on a
+loaded machine every parallel op waits for a free core, and the ratio then
+mostly counts ops, so compare runs taken while the machine is quiet.
 
     .venv/bin/python benchmarks/bench_verification.py [--batch 256 --vocab 32000 --k 4]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -52,6 +55,7 @@ def main() -> None:
     logits_q = logits_p + torch.randn(args.batch, args.vocab, generator=generator, dtype=dtype)
     p, q = torch.softmax(logits_p, -1), torch.softmax(logits_q, -1)
 
+    load_before = os.getloadavg()
     rows = []
     for name in schemes.names():
         if name == "otm":
@@ -85,11 +89,13 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},  # 1, 5, 15 minutes
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"verification of [{args.batch}, {args.vocab}] {args.dtype}; ratio = verify / softmax (target <= 6)")
+    print(f"load average (1 min) {load_before[0]:.2f} before, {report['load_average']['after'][0]:.2f} after")
     print(f"{'scheme':<9} {'k':>2} {'verify ms':>10} {'softmax ms':>11} {'ratio':>6} {'with checks':>12}")
     for row in rows:
         print(

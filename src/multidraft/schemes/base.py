@@ -13,11 +13,17 @@ checked in a fixed order and draft ``x_i`` is output with probability
 
     pi(y | x) = sum_i w_i [x_i == y] + w_res r(y)
 
-so :meth:`Scheme.verification_law` returns ``(w, w_res, r)`` and everything
-else -- the exact kernel used by the theory and the tests, and the batched
-sampler used by the decoder -- is derived from it in one place.  ``w_res`` is
-returned separately (not as ``1 - sum w``) so that it is computed as a product
-of rejection probabilities, free of cancellation.
+so :meth:`Scheme.verification_law` returns ``(w, w_res, r)`` and the exact
+kernel used by the theory and the tests is derived from it in one place.
+``w_res`` is returned separately (not as ``1 - sum w``) so that it is
+computed as a product of rejection probabilities, free of cancellation.
+
+The batched sampler used by the decoder (:meth:`Scheme.verify`) draws from
+that law by default.  A scheme may override ``_verify`` with a sampler of the
+same kernel that does less work: the checks run in order, each decided with
+its own uniform, and a pass over the vocabulary runs only on the rows that
+reach it (``rrs``, ``rrs-wor``, ``kseq``, ``spechub``).  The chi-square tests
+compare every sampler with the kernel of its law.
 
 Shapes: ``p``, ``q`` are ``[..., V]``; drafts are ``[..., k]`` (int64);
 ``w`` is ``[..., k]``, ``w_res`` is ``[...]``, ``r`` is ``[..., V]`` and may be
@@ -63,22 +69,57 @@ def uniform(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | 
     return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
 
 
+#: Entries per block of the two-level sampler (:func:`sample_categorical`).
+BLOCK = 128
+
+
+def block_sums(rows: torch.Tensor) -> torch.Tensor:
+    """Sums of consecutive blocks of ``BLOCK`` entries: rows [n, V] -> [n, ceil(V / BLOCK)] (one reduction)."""
+    n, vocab = rows.shape
+    whole = vocab - vocab % BLOCK
+    sums = rows[:, :whole].reshape(n, whole // BLOCK, BLOCK).sum(-1)  # [n, V // BLOCK]
+    if whole == vocab:
+        return sums
+    return torch.cat([sums, rows[:, whole:].sum(-1, keepdim=True)], dim=-1)
+
+
+def locate(cdf: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The first index with ``cdf > target``: cdf [..., m] non-decreasing, target [..., s] -> [..., s].
+
+    ``target`` is first kept strictly below the total ``cdf[..., -1]``, so the
+    index lies in ``0..m-1`` and its entry has positive weight (a zero-weight
+    entry leaves the running sum unchanged and is never the first to pass).
+    """
+    total = cdf[..., -1:]
+    target = torch.minimum(target, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, target, right=True).clamp_max_(cdf.shape[-1] - 1)
+
+
 def sample_categorical(
     weights: torch.Tensor, generator: torch.Generator | None, num_samples: int | None = None
 ) -> torch.Tensor:
     """Draws from unnormalised non-negative ``weights`` [..., V].
 
     Returns [...] (one draw per row) or [..., num_samples] (independent draws).
-    Inverse-CDF sampling: ``u * total`` is located in the running sum with a
-    strict comparison, so a zero-weight entry is never returned.  Rows whose
-    total is 0 return index 0 (callers only use such rows with probability 0).
+    Two-level inverse CDF: ``u * total`` is located among the running sums of
+    the blocks of ``BLOCK`` entries, then, minus the mass of the earlier
+    blocks, inside the chosen block.  A row is read once by a blockwise
+    reduction; only the block sums and the chosen blocks are summed
+    cumulatively.  A zero-weight entry is never returned; rows whose total is
+    0 return index 0 (callers only use such rows with probability 0).
     """
-    cdf = torch.cumsum(weights, dim=-1)  # [..., V]
-    total = cdf[..., -1:]  # [..., 1]
-    u = uniform(total.shape[:-1] + (num_samples or 1,), weights, generator) * total  # [..., n]
-    # u < total in exact arithmetic; keep it so after rounding.
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
-    index = torch.searchsorted(cdf, u, right=True).clamp_max(weights.shape[-1] - 1)
+    vocab = weights.shape[-1]
+    rows = weights.reshape(-1, vocab)  # [n, V]
+    draws = num_samples or 1
+    cdf = torch.cumsum(block_sums(rows), dim=-1)  # [n, blocks]
+    target = uniform((rows.shape[0], draws), rows, generator) * cdf[:, -1:]  # [n, draws]
+    block = locate(cdf, target)  # [n, draws]
+    before = torch.where(block > 0, cdf.gather(-1, (block - 1).clamp_min(0)), 0)  # mass of the earlier blocks
+    entries = block.unsqueeze(-1) * BLOCK + torch.arange(BLOCK, device=rows.device)  # [n, draws, BLOCK]
+    inside = rows.gather(-1, entries.clamp_max(vocab - 1).flatten(1)).view(entries.shape)
+    inside = torch.where(entries < vocab, inside, 0)  # the last block may be short
+    offset = locate(torch.cumsum(inside, dim=-1), (target - before).unsqueeze(-1)).squeeze(-1)
+    index = torch.where(cdf[:, -1:] > 0, block * BLOCK + offset, 0).view(weights.shape[:-1] + (draws,))
     return index if num_samples is not None else index.squeeze(-1)
 
 
@@ -109,13 +150,15 @@ def mass_outside(q: torch.Tensor, tokens: torch.Tensor, total: torch.Tensor) -> 
 
     ``total - q(tokens)`` is exact to a few ulps when the removed mass is at
     most 1/2; rows where it is larger (a near-certain token) are summed over
-    the remaining entries instead -- one extra pass, only when such rows exist.
+    the remaining entries instead -- one extra pass over those rows only.
     """
     removed = q.gather(-1, tokens).sum(-1)  # [...]
     mass = torch.clamp(total - removed, min=0)
-    heavy = removed > 0.5 * total
-    if bool(heavy.any()):
-        mass = torch.where(heavy, q.scatter(-1, tokens, 0).sum(-1), mass)
+    heavy = (removed > 0.5 * total).flatten().nonzero().squeeze(-1)  # [h] flat row indices
+    if heavy.numel():
+        rows = q.reshape(-1, q.shape[-1]).index_select(0, heavy)  # [h, V]
+        dropped = tokens.reshape(-1, tokens.shape[-1]).index_select(0, heavy)
+        mass.view(-1)[heavy] = rows.scatter_(-1, dropped, 0).sum(-1)
     return mass
 
 
@@ -128,8 +171,9 @@ def sample_from_law(law: VerificationLaw, drafts: torch.Tensor, generator: torch
     """Draw y ~ pi(. | drafts) from a :class:`VerificationLaw`; returns [...] int64.
 
     One uniform chooses among "draft i" (weights ``accept``) and "residual"
-    (weight ``reject``); the residual token is drawn for every row and used
-    where the residual was chosen (no Python loop over the batch).
+    (weight ``reject``); the residual token is drawn for every row (one
+    blockwise reduction, see :func:`sample_categorical`) and used where the
+    residual was chosen, without a device sync.
     """
     branch = torch.cat([law.accept, law.reject.unsqueeze(-1)], dim=-1)  # [..., k + 1]
     choice = sample_categorical(branch, generator)  # [...] in 0..k
@@ -149,9 +193,10 @@ def kernel_from_law(law: VerificationLaw, drafts: torch.Tensor) -> torch.Tensor:
 class Scheme:
     """A multi-draft scheme.  Subclasses implement the two halves.
 
-    ``name`` is the registry name; ``draft_law`` names the law of the drafts
-    (``iid``, ``wor``, ``hub`` or ``greedy``) as used by
-    :func:`multidraft.theory.optimal_acceptance`.
+    They may also override ``_verify`` with a faster exact sampler of the same
+    kernel (module docstring).  ``name`` is the registry name; ``draft_law``
+    names the law of the drafts (``iid``, ``wor``, ``hub`` or ``greedy``) as
+    used by :func:`multidraft.theory.optimal_acceptance`.
     """
 
     name: str = ""
@@ -165,6 +210,12 @@ class Scheme:
 
     def _verification_law(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> VerificationLaw:
         raise NotImplementedError
+
+    def _verify(
+        self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """y ~ pi(. | drafts) [...]: drawn from the verification law unless a scheme has a faster exact sampler."""
+        return sample_from_law(self._verification_law(p, q, drafts), drafts, generator)
 
     # -- public API: validated once, then shared by all schemes -------------
     # ``check=False`` skips the input checks (two reductions per tensor) on the
@@ -186,11 +237,14 @@ class Scheme:
         self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, *, check: bool = True
     ) -> VerificationLaw:
         """The verification kernel for these drafts as a :class:`VerificationLaw`."""
+        self._check_inputs(p, q, drafts, check)
+        return self._verification_law(p, q, drafts)
+
+    def _check_inputs(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, check: bool) -> None:
         self.check_k(drafts.shape[-1])
         if check:
             check_pair(p, q)
             check_drafts(drafts, q)
-        return self._verification_law(p, q, drafts)
 
     def kernel(self, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """The exact output law pi(. | drafts) as a dense tensor [..., V]."""
@@ -206,8 +260,8 @@ class Scheme:
         check: bool = True,
     ) -> Verified:
         """Sample the output token given the drafts; p, q [..., V], drafts [..., k]."""
-        law = self.verification_law(p, q, drafts, check=check)
-        token = sample_from_law(law, drafts, generator)
+        self._check_inputs(p, q, drafts, check)
+        token = self._verify(p, q, drafts, generator)
         accepted = (drafts == token.unsqueeze(-1)).any(-1)
         return Verified(token, accepted)
 

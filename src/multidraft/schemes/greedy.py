@@ -31,7 +31,7 @@ class Greedy(Scheme):
         scale = torch.where(free_mass > 0, 1 / torch.where(free_mass > 0, free_mass, 1), 0)  # q' = scale q off T
         in_fixed = (fixed == x.unsqueeze(-1)).any(-1)
         accept, reject = ratio_test(at(p, x), torch.where(in_fixed, 0, at(q, x) * scale))
-        residual = p.clone().addcmul_(q, -scale.unsqueeze(-1))  # p - q'
+        residual = torch.addcmul(p, q, -scale.unsqueeze(-1))  # p - q'  [..., V], the one allocation
         residual.scatter_(-1, fixed, p.gather(-1, fixed)).clamp_(min=0)  # r = p on T
         no_weight = torch.zeros_like(fixed, dtype=p.dtype)
         return VerificationLaw(torch.cat([no_weight, accept.unsqueeze(-1)], -1), reject, residual)

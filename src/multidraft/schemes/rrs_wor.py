@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from multidraft.schemes import draws
 from multidraft.schemes.base import Scheme
-from multidraft.schemes.rrs import recursive_rejection
+from multidraft.schemes.rrs import recursive_rejection, sample_recursive_rejection
 
 
 class RecursiveRejectionWithoutReplacement(Scheme):
@@ -23,6 +23,9 @@ class RecursiveRejectionWithoutReplacement(Scheme):
 
     def _verification_law(self, p, q, drafts):
         return recursive_rejection(p, q, drafts, without_replacement=True)
+
+    def _verify(self, p, q, drafts, generator):
+        return sample_recursive_rejection(p, q, drafts, generator, without_replacement=True)
 
 
 SCHEME = RecursiveRejectionWithoutReplacement(name="rrs-wor", draft_law="wor")
