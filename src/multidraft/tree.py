@@ -158,6 +158,20 @@ class Tree:
         self.level_starts.append(end + m)
         return slice(end, end + m)
 
+    def has_drafts(self, node: int) -> bool:
+        """Whether verification runs at ``node`` (it was given drafts)."""
+        return node < self.n_internal
+
+    def drafts_of(self, node: int) -> torch.Tensor:
+        """The ordered draft tuple [k] drawn at ``node`` (a node with drafts)."""
+        depth = int(self.depths[node])
+        return self.drafts[depth][node - self.level_starts[depth]]
+
+    def children_of(self, node: int) -> torch.Tensor:
+        """The child node id [k] each draft of ``node`` became (repeated drafts share a child)."""
+        depth = int(self.depths[node])
+        return self.child[depth][node - self.level_starts[depth]]
+
     def visibility(self, nodes: slice, prefix: int) -> torch.Tensor:
         """Which keys the ``nodes`` see, as bool [len(nodes), prefix + nodes.stop].
 
@@ -201,16 +215,13 @@ def walk(tree: Tree, scheme: Scheme, p: torch.Tensor, q: torch.Tensor, generator
     """
     node, path, visited = 0, [], []
     tokens = tree.tokens.tolist()
-    depths = tree.depths.tolist()
-    while node < tree.n_internal:
+    while tree.has_drafts(node):
         visited.append(node)
-        depth = depths[node]
-        row = node - tree.level_starts[depth]
-        drafts = tree.drafts[depth][row]  # [k]
+        drafts = tree.drafts_of(node)  # [k]
         token, accepted = scheme.verify(p[node], q[node], drafts, generator)
         if not bool(accepted):
             return Walk(path, [tokens[i] for i in path] + [int(token)], visited)
-        node = int(tree.child[depth][row][drafts == token][0])
+        node = int(tree.children_of(node)[drafts == token][0])
         path.append(node)
     bonus = int(sample_categorical(p[node], generator))
     return Walk(path, [tokens[i] for i in path] + [bonus], visited)
