@@ -1,0 +1,85 @@
+"""Token-level verification: the walk from the root (DESIGN §2; :func:`multidraft.tree.walk`).
+
+At node u with drafts x_u the scheme's kernel pi_u(. | x_u; p_u, q_u) draws
+the output; if it is a draft the walk moves to that child, else it stops.
+Lossless for every scheme and tree because every kernel is lossless per node
+(sum_x Q(x) pi(y | x) = p(y)) and, given the path so far, the drafts at the
+current node are fresh draws from the draft law.
+
+Expected emitted tokens of one drafted tree:
+
+    E[a + 1] = 1 + sum_{v != root} P(reach v),
+    P(reach c) = P(reach u) pi_u(token(c) | x_u)   for each child c of u
+
+(distinct children of u carry distinct tokens, so the events are disjoint).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from multidraft.schemes.base import Scheme
+from multidraft.tree import Tree, Walk, walk
+from multidraft.verifiers.base import Verifier
+
+
+def kernel_at_drafts(scheme: Scheme, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
+    """pi(x_j | x) for each draft j: p, q [..., V], drafts [..., k] -> [..., k] (a repeated draft repeats its value).
+
+    From the scheme's :class:`~multidraft.schemes.base.VerificationLaw`:
+    pi(y | x) = sum_i w_i [x_i = y] + w_res r(y) / sum r, read at y = x_j only.
+    """
+    law = scheme.verification_law(p, q, drafts, check=False)
+    same = (drafts.unsqueeze(-1) == drafts.unsqueeze(-2)).to(law.accept.dtype)  # [..., k, k]
+    direct = (same * law.accept.unsqueeze(-2)).sum(-1)  # [..., k]
+    mass = law.residual.sum(-1, keepdim=True)  # [..., 1]
+    spill = law.reject.unsqueeze(-1) * law.residual.gather(-1, drafts) / torch.where(mass > 0, mass, 1)
+    return direct + torch.where(mass > 0, spill, 0)
+
+
+def draft_values(tree: Tree, scheme: Scheme, p: torch.Tensor, q: torch.Tensor) -> dict[int, torch.Tensor]:
+    """pi_u(x_uj | x_u) for every node u with drafts, as float64 [k_u] on the CPU.
+
+    Nodes with the same number of drafts are verified in one batched call.
+    """
+    by_k: dict[int, list[int]] = {}
+    for node in range(tree.size):
+        if tree.has_drafts(node):
+            by_k.setdefault(int(tree.drafts_of(node).numel()), []).append(node)
+    values = {}
+    for nodes in by_k.values():
+        index = torch.tensor(nodes, device=p.device)
+        drafts = torch.stack([tree.drafts_of(node) for node in nodes]).to(p.device)  # [n, k]
+        rows = kernel_at_drafts(scheme, p[index], q[index], drafts).double().cpu()  # [n, k]
+        values.update(zip(nodes, rows))
+    return values
+
+
+def reach_probabilities(tree: Tree, scheme: Scheme, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """P(the token walk accepts node v) for every node [N] (1 at the root), float64.
+
+    Node ids are breadth first, so a parent's probability is final before its children are read.
+    Repeated drafts share a child and have equal values, so assigning by draft is exact.
+    """
+    values = draft_values(tree, scheme, p, q)
+    reach = torch.zeros(tree.size, dtype=torch.float64)
+    reach[0] = 1.0
+    for node in range(tree.size):
+        if node in values:
+            reach[tree.children_of(node).cpu()] = reach[node] * values[node]
+    return reach
+
+
+class TokenVerifier(Verifier):
+    """The token-level walk; every scheme, every tree."""
+
+    name = "token"
+
+    def verify(self, tree: Tree, scheme: Scheme, p, q, generator) -> Walk:
+        return walk(tree, scheme, p, q, generator)
+
+    def expected_tokens(self, tree: Tree, scheme: Scheme, p, q) -> float:
+        return float(reach_probabilities(tree, scheme, p, q).sum())
+
+
+VERIFIER = TokenVerifier()
