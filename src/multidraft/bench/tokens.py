@@ -3,7 +3,7 @@
 The analogue of Hu et al. (ICLR 2025) Table 1: for every recorded position
 and every k, each scheme's exact acceptance rate beside alpha* of its own
 draft law and beside the best alpha* over the draft laws implemented here
-(iid, wor, greedy, and hub at k = 2), averaged over positions with a
+(iid, wor, greedy, topk, and hub at k = 2), averaged over positions with a
 standard error.  ``rrs-wor`` with k > 2 has no affordable exact form at
 this vocabulary size; its rate is a Monte-Carlo estimate from the sampling
 path (``mc`` draws per position), marked as such.
@@ -21,18 +21,19 @@ from multidraft import schemes
 from multidraft.bench.recording import Recording
 from multidraft.theory import acceptance, optimal_acceptance
 
-DEFAULT_SCHEMES = ("sps", "rrs", "rrs-wor", "kseq", "spechub", "greedy")
+DEFAULT_SCHEMES = ("sps", "rrs", "rrs-wor", "kseq", "spechub", "greedy", "topk")
 
 
 def laws_for(k: int) -> list[str]:
     """The draft laws compared at k drafts."""
-    return ["iid", "wor", "greedy"] + (["hub"] if k == 2 else [])
+    return ["iid", "wor", "greedy", "topk"] + (["hub"] if k == 2 else [])
 
 
 def applies(name: str, k: int) -> bool:
-    """Whether the scheme is tabulated at k: sps at k = 1 (where every scheme is sps), spechub at
-    k = 2, the others at k >= 2, otm never (its LP does not scale to a real vocabulary)."""
-    return {"sps": k == 1, "spechub": k == 2, "otm": False}.get(name, k >= 2)
+    """Whether the scheme is tabulated at k: sps at k = 1 (where every scheme drawing from q is sps),
+    topk at every k (at k = 1 it is the deterministic top-1 draft), spechub at k = 2, the others at
+    k >= 2, otm never (its LP does not scale to a real vocabulary)."""
+    return {"sps": k == 1, "topk": True, "spechub": k == 2, "otm": False}.get(name, k >= 2)
 
 
 def mean_and_error(values: np.ndarray) -> tuple[float, float]:

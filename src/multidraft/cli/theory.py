@@ -15,6 +15,8 @@ from multidraft.validation import as_pair
 #: The built-in example shown by ``multidraft theory`` with no distributions.
 EXAMPLE_P = "0.5,0.2,0.15,0.1,0.05"
 EXAMPLE_Q = "0.6,0.1,0.1,0.15,0.05"
+#: The draft laws, defined at every k, whose best alpha* is printed last.
+BEST_LAWS = ("iid", "wor", "greedy", "topk")
 
 
 def register(subparsers) -> None:
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     q = _parse_vector(args.q, args.q_file, "q", EXAMPLE_Q if use_example else "")
     p, q = as_pair(p, q)
     table = rows(p, q, args.k)
-    best = max(optimal_acceptance(law, p, q, args.k) for law in ("iid", "wor", "greedy"))
+    best = max(optimal_acceptance(law, p, q, args.k) for law in BEST_LAWS)
     if args.json:
         print(json.dumps({"k": args.k, "p": p.tolist(), "q": q.tolist(), "best_optimal": best, "schemes": table}, indent=2))
         return 0
@@ -86,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
         else:
             gap = row["optimal"] - row["acceptance"]
             print(f"{row['scheme']:<9} {row['k']:>2} {row['draft_law']:<9} {row['acceptance']:>11.6f} {row['optimal']:>9.6f} {gap:>9.2e}")
-    print(f"best alpha* over the iid, wor and greedy draft laws at k = {args.k}: {best:.6f}")
+    print(f"best alpha* over the {', '.join(BEST_LAWS)} draft laws at k = {args.k}: {best:.6f}")
     return 0

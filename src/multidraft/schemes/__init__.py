@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from multidraft.schemes import greedy, kseq, otm, rrs, rrs_wor, sps, spechub
+from multidraft.schemes import greedy, kseq, otm, rrs, rrs_wor, sps, spechub, topk
 from multidraft.schemes.base import Sampled, Scheme, Verified, VerificationLaw
 
-_SCHEMES = {module.SCHEME.name: module.SCHEME for module in (sps, rrs, rrs_wor, kseq, spechub, greedy, otm)}
+_SCHEMES = {module.SCHEME.name: module.SCHEME for module in (sps, rrs, rrs_wor, kseq, spechub, greedy, topk, otm)}
 
 
 def names() -> list[str]:

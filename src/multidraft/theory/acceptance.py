@@ -13,7 +13,7 @@ import torch
 
 from multidraft import schemes
 from multidraft.schemes import kseq
-from multidraft.theory.draft_laws import greedy_fixed_tokens, hub_token
+from multidraft.theory.draft_laws import greedy_fixed_tokens, hub_token, top_k_tokens
 from multidraft.theory.exact import acceptance_by_enumeration
 from multidraft.validation import as_pair
 
@@ -161,6 +161,11 @@ def greedy(p: np.ndarray, q: np.ndarray, k: int) -> float:
     return float(p[fixed].sum() + np.minimum(p, q_free)[free].sum())
 
 
+def topk(p: np.ndarray, q: np.ndarray, k: int) -> float:
+    """The engines' baseline: deterministic drafts T = the top k of q, pi = p, so alpha = p(T) = alpha*."""
+    return float(p[np.unique(top_k_tokens(q, k))].sum())
+
+
 def otm(p: np.ndarray, q: np.ndarray, k: int) -> float:
     """The optimal-transport scheme attains alpha*(iid); computed exactly from its own kernel (small V)."""
     return acceptance_by_enumeration("otm", p, q, k)
@@ -173,6 +178,7 @@ _FORMULAS = {
     "kseq": k_sequential,
     "spechub": spechub,
     "greedy": greedy,
+    "topk": topk,
     "otm": otm,
 }
 

@@ -13,6 +13,9 @@ The laws and their conventions (DESIGN §1):
 * ``greedy`` (Hu et al., ICLR 2025): the top k-1 tokens T of q (q descending,
   ties by lower index) are fixed drafts x_1..x_{k-1}; x_k ~ q restricted to
   V \\ T; if q(V \\ T) = 0 then x_k = x_1.
+* ``topk``   (the engines' baseline): the k most likely tokens of q (q
+  descending, ties by lower index), with probability 1; if k > V the drafts
+  after the V-th repeat x_1.
 
 ``enumerate_law`` returns the support as ``(tuples [N, k] int64, probs [N])``.
 The samplers in :mod:`multidraft.schemes` draw from these same laws; the
@@ -27,7 +30,7 @@ import numpy as np
 
 from multidraft.validation import as_distribution, check_k
 
-LAWS = ("iid", "wor", "hub", "greedy")
+LAWS = ("iid", "wor", "hub", "greedy", "topk")
 
 #: Enumeration refuses laws with more support tuples than this.
 MAX_TUPLES = 2_000_000
@@ -42,6 +45,12 @@ def greedy_fixed_tokens(q: np.ndarray, k: int) -> np.ndarray:
     """The top k-1 tokens of q, q descending, ties broken by lower index first."""
     order = np.lexsort((np.arange(q.size), -q))  # primary key -q, then index
     return order[: k - 1]
+
+
+def top_k_tokens(q: np.ndarray, k: int) -> np.ndarray:
+    """The ``topk`` draft tuple [k]: q descending, ties by lower index, x_1 repeated beyond V."""
+    order = np.lexsort((np.arange(q.size), -q))[:k]
+    return np.concatenate([order, np.full(k - order.size, order[0])])
 
 
 def _check_law(law: str, q: np.ndarray, k: int) -> None:
@@ -95,6 +104,10 @@ def _greedy(q: np.ndarray, k: int):
     return tuples, q[last] / q[last].sum()
 
 
+def _topk(q: np.ndarray, k: int):
+    return top_k_tokens(q, k).reshape(1, k).astype(np.int64), np.array([1.0])
+
+
 def support_size(law: str, q: np.ndarray, k: int) -> int:
     """Number of tuples ``enumerate_law`` would return (an upper bound for wor)."""
     s = int(np.count_nonzero(q > 0))
@@ -102,7 +115,7 @@ def support_size(law: str, q: np.ndarray, k: int) -> int:
         return s**k
     if law == "wor":
         return int(np.prod(np.arange(s, s - min(k, s), -1, dtype=np.float64)))
-    return 2 * s if law == "hub" else s
+    return {"hub": 2 * s, "greedy": s, "topk": 1}[law]
 
 
 def enumerate_law(law: str, q, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,4 +128,4 @@ def enumerate_law(law: str, q, k: int) -> tuple[np.ndarray, np.ndarray]:
     _check_law(law, q, k)
     if support_size(law, q, k) > MAX_TUPLES:
         raise ValueError(f"the {law} law with k = {k} over this q has more than {MAX_TUPLES} tuples; too large to enumerate")
-    return {"iid": _iid, "wor": _wor, "hub": _hub, "greedy": _greedy}[law](q, k)
+    return {"iid": _iid, "wor": _wor, "hub": _hub, "greedy": _greedy, "topk": _topk}[law](q, k)

@@ -18,6 +18,7 @@ built from the q-mass of a complement (a suffix sum), never as a difference.
   one-dimensional integral, see :func:`_wor_miss`), to ~1e-15; in closed
   form for k = 2.
 * ``hub`` (SpecHub, arXiv 2411.05289) and ``greedy`` (Hu et al.): closed forms.
+* ``topk``: Q is a point mass on the draft set T, so (1) is attained at H = T: alpha* = p(T).
 
 The conventions of the laws (ties, padding, one-hot q) are those of
 :mod:`multidraft.theory.draft_laws`; the tests check every law against the
@@ -36,7 +37,7 @@ import numpy as np
 from scipy.linalg.lapack import dtbtrs
 from scipy.special import gammaincc
 
-from multidraft.theory.draft_laws import LAWS, greedy_fixed_tokens, hub_token
+from multidraft.theory.draft_laws import LAWS, greedy_fixed_tokens, hub_token, top_k_tokens
 from multidraft.validation import as_pair, check_k
 
 #: Step of the trapezoidal rule in s = log t: h = min(0.2, 0.55 / sqrt(k)).  The
@@ -269,4 +270,9 @@ def _greedy(p: np.ndarray, q: np.ndarray, k: int) -> float:
     return _fixed_plus_one(p, q, greedy_fixed_tokens(q, k))
 
 
-_SOLVERS = {"iid": _iid, "wor": _wor, "hub": _hub, "greedy": _greedy}
+def _topk(p: np.ndarray, q: np.ndarray, k: int) -> float:
+    """Deterministic drafts T (the top k of q): alpha* = p(T)."""
+    return float(p[np.unique(top_k_tokens(q, k))].sum())
+
+
+_SOLVERS = {"iid": _iid, "wor": _wor, "hub": _hub, "greedy": _greedy, "topk": _topk}
