@@ -39,6 +39,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from multidraft import schemes
+from multidraft.guards import check_finite
 from multidraft.sampling_options import check_options, probabilities
 from multidraft.schemes.base import Scheme, sample_categorical
 from multidraft.tree import Tree, TreeShape, check_shape, parse_shape, walk
@@ -164,8 +165,21 @@ def new_cache() -> DynamicCache:
 # -- one speculative step ---------------------------------------------------------------------------
 
 
+def step_label(step: int | None) -> str:
+    """How errors name a step: "step 3" inside a generation, else "a single step"."""
+    return f"step {step}" if step is not None else "a single step"
+
+
 def draft_tree(
-    draft, cache: DynamicCache, seq: torch.Tensor, shape: TreeShape, scheme: Scheme, sampling: Sampling, generator
+    draft,
+    cache: DynamicCache,
+    seq: torch.Tensor,
+    shape: TreeShape,
+    scheme: Scheme,
+    sampling: Sampling,
+    generator,
+    *,
+    step: int | None = None,
 ) -> tuple[Tree, torch.Tensor, torch.Tensor]:
     """Grow the tree for committed tokens ``seq`` [n].
 
@@ -174,11 +188,13 @@ def draft_tree(
 
     The draft reads ``seq[cache length:]`` causally (root last), then each
     new level with the tree mask; the last level is never read (it has no
-    children), so D forwards for depth D.
+    children), so D forwards for depth D.  Every forward's logits are checked
+    finite (:func:`multidraft.guards.check_finite`; ``step`` labels the error).
     """
     n, past = seq.shape[0], cache.get_seq_length()
     committed = causal_visibility(past, n - past, seq.device)  # [n - past, n]
     logits = [forward(draft, cache, seq[past:], torch.arange(past, n), committed, 1)]  # [1, V] at the root
+    check_finite(logits[0], "draft", [n - 1], at=step_label(step), nodes=[0])
     laws = []
     tree = Tree.from_root(seq[-1])
     for depth, k in enumerate(shape):
@@ -188,11 +204,12 @@ def draft_tree(
             visible = tree.visibility(level, prefix=n - 1)  # keys: n - 1 committed, then nodes 0..level.stop - 1
             positions = tree.positions(level, root_position=n - 1)
             logits.append(forward(draft, cache, tree.tokens[level], positions, visible, level.stop - level.start))
+            check_finite(logits[-1], "draft", positions, at=step_label(step), nodes=range(level.start, level.stop))
     return tree, torch.cat(logits), torch.cat(laws)
 
 
-def score_tree(target, cache: DynamicCache, seq: torch.Tensor, tree: Tree) -> torch.Tensor:
-    """Target logits [N, V] at every tree node (row 0: the root), in one forward pass.
+def score_tree(target, cache: DynamicCache, seq: torch.Tensor, tree: Tree, *, step: int | None = None) -> torch.Tensor:
+    """Target logits [N, V] at every tree node (row 0: the root), in one forward pass, checked finite.
 
     The query is ``seq[cache length:]`` (root last, causal) followed by the
     tree nodes 1..N-1 (tree mask, position n - 1 + depth).
@@ -204,7 +221,9 @@ def score_tree(target, cache: DynamicCache, seq: torch.Tensor, tree: Tree) -> to
     visible = torch.cat([committed, tree.visibility(nodes, prefix=n - 1)])  # [n - past + size - 1, n + size - 1]
     tokens = torch.cat([seq[past:], tree.tokens[nodes]])
     positions = torch.cat([torch.arange(past, n, device=seq.device), tree.positions(nodes, root_position=n - 1)])
-    return forward(target, cache, tokens, positions, visible, size)
+    logits = forward(target, cache, tokens, positions, visible, size)
+    check_finite(logits, "target", positions[-size:], at=step_label(step), nodes=range(size))
+    return logits
 
 
 # -- input checks (all before any model call) -----------------------------------------------------
@@ -375,9 +394,10 @@ def generate(
     watch = Stopwatch(target, draft)
     done = False
     while not done:
-        token_tree, draft_logits, q = draft_tree(draft, draft_cache, seq, shape, scheme, sampling, generator)
+        step = len(accepted_lengths) + 1
+        token_tree, draft_logits, q = draft_tree(draft, draft_cache, seq, shape, scheme, sampling, generator, step=step)
         watch.lap("draft")
-        target_logits = score_tree(target, target_cache, seq, token_tree)  # [N, V]
+        target_logits = score_tree(target, target_cache, seq, token_tree, step=step)  # [N, V]
         p = sampling.laws(target_logits)  # [N, V]
         watch.lap("target")
 
@@ -443,6 +463,7 @@ def autoregressive(
     while not done:
         n, past = seq.shape[0], cache.get_seq_length()
         logits = forward(target, cache, seq[past:], torch.arange(past, n), causal_visibility(past, n - past, device), 1)
+        check_finite(logits, "target", [n - 1], at=f"step {len(out) + 1}")
         token = int(sample_categorical(sampling.laws(logits[0]), generator))
         seq = torch.cat([seq, torch.tensor([token], device=device)])
         if trace is not None:

@@ -14,6 +14,15 @@ single-draft rates; the mean tail masses are reported beside every table.
 File format: a compressed ``.npz`` with ``header`` (JSON: models, sampling
 options, prompts, top_n, version), ``token_ids`` [P, N] int64, ``p``, ``q``
 [P, N] float64, ``p_tail``, ``q_tail`` [P] float64, ``prompt_index`` [P].
+It is written atomically (a temporary file renamed into place).
+
+Resuming: prompt i is sampled with its own generator seeded ``seed + i`` (as
+in ``bench generate``), so any subset of prompts gives the same rows as a
+full run.  With a ``journal`` path, each prompt's rows are appended to a
+:class:`~multidraft.bench.store.ResultStore` as soon as they are recorded;
+``resume=True`` skips the prompts it holds, so a killed run continues where
+it stopped and ends with exactly the rows of an uninterrupted one (float64
+values round-trip exactly through JSON).
 """
 
 from __future__ import annotations
@@ -27,8 +36,14 @@ import numpy as np
 import torch
 
 from multidraft import __version__
+from multidraft.bench.store import ResultStore, replace_atomically
 from multidraft.decoding import autoregressive
+from multidraft.guards import check_finite
 from multidraft.sampling_options import check_options, probabilities
+
+#: The per-position arrays and their dtypes (how they read back from a journal).
+COLUMNS = {"token_ids": np.int64, "p": np.float64, "q": np.float64, "p_tail": np.float64, "q_tail": np.float64,
+           "prompt_index": np.int64}
 
 
 @dataclass
@@ -51,18 +66,10 @@ class Recording:
         return np.append(self.p[i], self.p_tail[i]), np.append(self.q[i], self.q_tail[i])
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path,
-            header=np.array(json.dumps(self.header)),
-            token_ids=self.token_ids,
-            p=self.p,
-            q=self.q,
-            p_tail=self.p_tail,
-            q_tail=self.q_tail,
-            prompt_index=self.prompt_index,
-        )
+        """Write the ``.npz`` atomically: readers see the old file or the complete new one."""
+        with replace_atomically(path) as temporary, open(temporary, "wb") as file:
+            np.savez_compressed(file, header=np.array(json.dumps(self.header)),
+                                **{name: getattr(self, name) for name in COLUMNS})
 
     @classmethod
     def load(cls, path: Path) -> Recording:
@@ -70,18 +77,10 @@ class Recording:
         if not path.is_file():
             raise FileNotFoundError(f"recording {path} does not exist (make one with `multidraft record`)")
         with np.load(path, allow_pickle=False) as data:
-            missing = {"header", "token_ids", "p", "q", "p_tail", "q_tail", "prompt_index"} - set(data.files)
+            missing = {"header", *COLUMNS} - set(data.files)
             if missing:
                 raise ValueError(f"{path} is not a multidraft recording (missing {', '.join(sorted(missing))})")
-            return cls(
-                header=json.loads(str(data["header"])),
-                token_ids=data["token_ids"],
-                p=data["p"],
-                q=data["q"],
-                p_tail=data["p_tail"],
-                q_tail=data["q_tail"],
-                prompt_index=data["prompt_index"],
-            )
+            return cls(header=json.loads(str(data["header"])), **{name: data[name] for name in COLUMNS})
 
 
 def truncate(p: torch.Tensor, q: torch.Tensor, top_n: int) -> tuple[torch.Tensor, ...]:
@@ -98,6 +97,28 @@ def truncate(p: torch.Tensor, q: torch.Tensor, top_n: int) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
+def record_prompt(
+    target, draft, prompt: torch.Tensor, index: int, *, temperature: float, top_k: int | None, top_p: float | None,
+    new_tokens: int, top_n: int, seed: int,
+) -> dict[str, np.ndarray]:
+    """The rows of prompt ``index`` (a 1-D token id tensor): a continuation sampled with seed ``seed + index``."""
+    generator = torch.Generator(device=target.device).manual_seed(seed + index)
+    continuation = autoregressive(
+        target, prompt, max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+    ).tokens
+    sequence = torch.cat([prompt.cpu(), torch.tensor(continuation, dtype=prompt.dtype)]).unsqueeze(0)
+    # logits at positions len(prompt) - 1 .. end - 1 predict the continuation tokens
+    span = slice(len(prompt) - 1, sequence.shape[1] - 1)
+    laws = []
+    for role, model in (("target", target), ("draft", draft)):
+        logits = model(sequence.to(model.device)).logits[0, span].double().cpu()
+        check_finite(logits, role, range(span.start, span.stop), at=f"prompt {index}")
+        laws.append(probabilities(logits, temperature, top_k, top_p))
+    ids, p_top, q_top, p_tail, q_tail = truncate(laws[0], laws[1], top_n)
+    values = [value.numpy() for value in (ids, p_top, q_top, p_tail, q_tail)]
+    return dict(zip(COLUMNS, [*values, np.full(len(ids), index)]))
+
+
 def record(
     target,
     draft,
@@ -111,30 +132,18 @@ def record(
     seed: int,
     header: dict,
     progress: Callable[[int], None] | None = None,
+    journal: Path | None = None,
+    resume: bool = False,
 ) -> Recording:
-    """Record p and q along target-sampled continuations of ``prompts`` (1-D token id tensors)."""
+    """Record p and q along target-sampled continuations of ``prompts`` (1-D token id tensors).
+
+    With ``journal``, prompts are kept in that results file as they finish and
+    ``resume`` continues it (see module docstring); the file's header is the
+    recording's header, so a resume with other parameters is refused.
+    """
     check_options(temperature, top_k, top_p)
     if new_tokens < 1 or top_n < 1:
         raise ValueError(f"new_tokens and top_n must be >= 1, got {new_tokens} and {top_n}")
-    generator = torch.Generator(device=target.device).manual_seed(seed)
-    columns: dict[str, list] = {name: [] for name in ("ids", "p", "q", "p_tail", "q_tail", "prompt")}
-    for index, prompt in enumerate(prompts):
-        continuation = autoregressive(
-            target, prompt, max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-        ).tokens
-        sequence = torch.cat([prompt.cpu(), torch.tensor(continuation, dtype=prompt.dtype)]).unsqueeze(0)
-        # logits at positions len(prompt) - 1 .. end - 1 predict the continuation tokens
-        span = slice(len(prompt) - 1, sequence.shape[1] - 1)
-        laws = []
-        for model in (target, draft):
-            logits = model(sequence.to(model.device)).logits[0, span].double().cpu()
-            laws.append(probabilities(logits, temperature, top_k, top_p))
-        ids, p_top, q_top, p_tail, q_tail = truncate(laws[0], laws[1], top_n)
-        for name, value in zip(columns, (ids, p_top, q_top, p_tail, q_tail)):
-            columns[name].append(value.numpy())
-        columns["prompt"].append(np.full(len(ids), index))
-        if progress is not None:
-            progress(index)
     full_header = {
         **header,
         "temperature": temperature,
@@ -145,12 +154,18 @@ def record(
         "seed": seed,
         "multidraft_version": __version__,
     }
-    return Recording(
-        header=full_header,
-        token_ids=np.concatenate(columns["ids"]),
-        p=np.concatenate(columns["p"]),
-        q=np.concatenate(columns["q"]),
-        p_tail=np.concatenate(columns["p_tail"]),
-        q_tail=np.concatenate(columns["q_tail"]),
-        prompt_index=np.concatenate(columns["prompt"]),
-    )
+    store = ResultStore(journal, full_header, ("prompt",), resume=resume) if journal is not None else None
+    rows: dict[int, dict[str, np.ndarray]] = {}
+    if store is not None:
+        for stored in store.records():
+            rows[stored["prompt"]] = {name: np.array(stored[name], dtype=dtype) for name, dtype in COLUMNS.items()}
+    for index, prompt in enumerate(prompts):
+        if index not in rows:
+            rows[index] = record_prompt(target, draft, prompt, index, temperature=temperature, top_k=top_k,
+                                        top_p=top_p, new_tokens=new_tokens, top_n=top_n, seed=seed)
+            if store is not None:
+                store.append({"prompt": index, **{name: rows[index][name].tolist() for name in COLUMNS}})
+        if progress is not None:
+            progress(index)
+    ordered = [rows[index] for index in range(len(prompts))]
+    return Recording(header=full_header, **{name: np.concatenate([r[name] for r in ordered]) for name in COLUMNS})

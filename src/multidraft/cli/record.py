@@ -1,4 +1,11 @@
-"""``multidraft record``: store per-position target and draft distributions on the bundled prompts."""
+"""``multidraft record``: store per-position target and draft distributions on the bundled prompts.
+
+Finished prompts are journaled in ``OUT.partial.jsonl`` as they complete; the
+``.npz`` is written atomically at the end and the journal then removed.  A
+run killed in between leaves the journal: ``--resume`` continues it and
+gives the same file as an uninterrupted run; without ``--resume`` the
+journal is refused rather than overwritten.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +26,20 @@ def register(subparsers) -> None:
     parser.add_argument("--top-n", type=int, default=256, help="tokens kept per position (the rest is a tail mass)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output .npz file")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote OUT.partial.jsonl")
     parser.set_defaults(run=run)
 
 
-def record_to_file(args: argparse.Namespace, pair, temperature: float, out: Path):
-    """Record with the models of ``pair`` at one temperature and save to ``out``; returns the Recording."""
+def journal_path(out: Path) -> Path:
+    """Where the finished prompts of a recording to ``out`` are kept until it is complete."""
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+def record_to_file(args: argparse.Namespace, pair, temperature: float, out: Path, resume: bool = False):
+    """Record with the models of ``pair`` at one temperature and save to ``out``; returns the Recording.
+
+    ``resume`` continues the journal of an interrupted run (see module docstring).
+    """
     from tqdm import tqdm
 
     from multidraft.bench.inputs import encode, pick_prompts
@@ -44,8 +60,11 @@ def record_to_file(args: argparse.Namespace, pair, temperature: float, out: Path
             seed=args.seed,
             header={**pair.names, "prompts": [f"{p.category}/{p.id}" for p in prompts]},
             progress=lambda _: bar.update(),
+            journal=journal_path(out),
+            resume=resume,
         )
     recording.save(out)
+    journal_path(out).unlink()
     return recording
 
 
@@ -55,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     check_options(args.temperature, args.top_k, args.top_p)
     if args.prompts < 1 or args.new_tokens < 1 or args.top_n < 1:
         raise ValueError("--prompts, --new-tokens and --top-n must be >= 1")
+    if args.out.suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file, got {str(args.out)!r}")
     pair = load_pair(args.target, args.draft)
-    recording = record_to_file(args, pair, args.temperature, args.out)
+    recording = record_to_file(args, pair, args.temperature, args.out, resume=args.resume)
     print(f"recorded {len(recording)} positions to {args.out}")
     return 0
