@@ -40,6 +40,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from multidraft import schemes
 from multidraft.guards import check_finite
+from multidraft.limits import DEFAULT_MAX_TREE_NODES, check_limits
 from multidraft.sampling_options import check_options, probabilities
 from multidraft.schemes.base import Scheme, sample_categorical
 from multidraft.tree import Tree, TreeShape, check_shape, parse_shape, walk
@@ -365,6 +366,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     on_tokens: Callable[[list[int]], None] | None = None,
     record: bool = False,
+    max_tree_nodes: int = DEFAULT_MAX_TREE_NODES,
 ) -> GenerationResult:
     """Multi-draft speculative sampling from ``target`` with drafts from ``draft`` (see module docstring).
 
@@ -372,7 +374,9 @@ def generate(
     parsed by :func:`multidraft.tree.parse_shape` ("2x4", "2,2,1,1", [3, 2]).
     ``on_tokens`` receives each step's new tokens as they are accepted (for
     streaming); ``record=True`` keeps a :class:`StepTrace` per step.  Every
-    input is checked, raising ``ValueError``, before the first model call.
+    input is checked, raising ``ValueError``, before the first model call;
+    so is the tree's size: at most ``max_tree_nodes`` nodes and an estimated
+    memory that fits (:func:`multidraft.limits.check_limits`).
     """
     scheme = schemes.get(scheme) if isinstance(scheme, str) else scheme
     shape = parse_shape(tree)
@@ -383,6 +387,7 @@ def generate(
     total_length = seq.shape[0] + max_new_tokens + len(shape)
     check_model(target, "target", total_length)
     check_model(draft, "draft", total_length)
+    check_limits(target, draft, shape, output_size(target), seq.shape[0], max_new_tokens, max_tree_nodes)
 
     device = target.device
     dtype = torch.promote_types(torch.promote_types(target.dtype, draft.dtype), torch.float32)
