@@ -1,9 +1,14 @@
-"""``multidraft generate``: stream multi-draft speculative sampling from a local model pair."""
+"""``multidraft generate``: stream multi-draft speculative sampling from a local model pair.
+
+Ctrl-C stops the generation: the text streamed so far stays on stdout, the
+metrics of the steps completed go to stderr, and the exit status is 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import torch
 
@@ -28,18 +33,31 @@ def register(subparsers) -> None:
 
 class Streamer:
     """Prints the text of the tokens accepted so far, as it grows (decoding the whole list each time
-    keeps multi-token characters intact)."""
+    keeps multi-token characters intact).
+
+    It is called once per step with that step's tokens, so it also knows the
+    metrics of the completed steps when a run is interrupted.
+    """
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.tokens, self.printed = tokenizer, [], ""
+        self.tokenizer, self.tokens, self.printed, self.steps = tokenizer, [], "", 0
+        self.start = time.perf_counter()
 
     def __call__(self, new_tokens: list[int]) -> None:
+        self.steps += 1
         self.tokens += new_tokens
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         if text.startswith(self.printed):
             sys.stdout.write(text[len(self.printed) :])
             sys.stdout.flush()
             self.printed = text
+
+    def summary(self) -> str:
+        """Tokens, target calls (one per step), block efficiency and tokens/s of the steps so far."""
+        seconds = time.perf_counter() - self.start
+        efficiency = f"{len(self.tokens) / self.steps:.2f}" if self.steps else "n/a"
+        return (f"{len(self.tokens)} tokens in {self.steps} target calls: block efficiency {efficiency}, "
+                f"{len(self.tokens) / seconds:.1f} tokens/s")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,20 +79,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         ids = tokenizer(args.prompt)["input_ids"]
     streamer = Streamer(tokenizer)
-    result = generate(
-        pair.target,
-        pair.draft,
-        torch.tensor(ids),
-        scheme=scheme,
-        tree=args.tree,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        generator=torch.Generator(device=pair.target.device).manual_seed(args.seed),
-        eos_token_id=tokenizer.eos_token_id,
-        on_tokens=streamer,
-    )
+    try:
+        result = generate(
+            pair.target,
+            pair.draft,
+            torch.tensor(ids),
+            scheme=scheme,
+            tree=args.tree,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            generator=torch.Generator(device=pair.target.device).manual_seed(args.seed),
+            eos_token_id=tokenizer.eos_token_id,
+            on_tokens=streamer,
+        )
+    except KeyboardInterrupt:
+        print()
+        print(f"[{args.scheme} {args.tree}] interrupted after {streamer.summary()}", file=sys.stderr)
+        return 130
     print()
     print(
         f"[{args.scheme} {args.tree}] {result.tokens_emitted} tokens in {result.target_calls} target calls: "
