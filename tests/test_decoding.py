@@ -19,7 +19,7 @@ from transformers import DynamicCache, MistralConfig, MistralForCausalLM
 from multidraft import schemes, theory
 from multidraft.decoding import Sampling, autoregressive, draft_tree, generate, keep_path, score_tree
 from multidraft.sampling_options import probabilities
-from multidraft.tree import Tree, check_shape, parse_shape
+from multidraft.tree import Tree, check_shape, parse_shape, shape_depth
 
 SIGNIFICANCE = 1e-4
 TREES = ("1x3", "2x2", "3x2")
@@ -133,13 +133,14 @@ def test_tree_forward_matches_each_path_recomputed(attention):
             torch.testing.assert_close(logits[node], expected, atol=1e-5, rtol=1e-5)
 
 
-def test_draft_tree_reads_each_level_with_the_tree_mask(deep_pair):
+@pytest.mark.parametrize("shape", [(3, 2, 2), parse_shape("2/1,3/2,0,1,0")])
+def test_draft_tree_reads_each_level_with_the_tree_mask(deep_pair, shape):
     _, draft = deep_pair
     seq = torch.tensor([2, 7, 1, 6])
     sampling = Sampling(1.0, None, None, seq.device, torch.float32)
     cache = DynamicCache()
     generator = torch.Generator().manual_seed(1)
-    tree, logits, q = draft_tree(draft, cache, seq, (3, 2, 2), schemes.get("rrs"), sampling, generator)
+    tree, logits, q = draft_tree(draft, cache, seq, shape, schemes.get("rrs-wor"), sampling, generator)
     assert tree.depth == 3 and logits.shape == q.shape == (tree.n_internal, VOCAB)
     assert cache.get_seq_length() == seq.shape[0] - 1 + tree.n_internal  # the last level is never read
     torch.testing.assert_close(q, logits.softmax(-1))
@@ -231,6 +232,26 @@ def test_first_three_tokens_have_the_target_law(pair):
     assert_law(samples, law)
 
 
+#: Per-node templates: nodes of one level with different draft counts, leaves above the last level.
+TEMPLATE_CASES = [("rrs", "3/2,0,1"), ("greedy", "2/3,2"), ("spechub", "2/0,2"), ("rrs-wor", "3/2,0,1/1,1,0")]
+
+
+@pytest.mark.parametrize(("name", "tree"), TEMPLATE_CASES)
+def test_template_trees_keep_the_target_law(pair, name, tree):
+    """The first tokens through general per-node trees (three tokens through the deepest)."""
+    target, draft = pair
+    length = min(3, shape_depth(parse_shape(tree)) + 1)
+    law = sequence_law(target, PROMPT, length, temperature=1.0, **OPTIONS)
+    generator = torch.Generator().manual_seed(6)
+    runs = 800 if length == 3 else RUNS
+    samples = [
+        generate(target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=length, generator=generator, **OPTIONS)
+        .tokens
+        for _ in range(runs)
+    ]
+    assert_law(samples, law)
+
+
 def test_autoregressive_has_the_target_law(pair):
     target, _ = pair
     law = sequence_law(target, PROMPT, 2, temperature=0.7, **OPTIONS)
@@ -264,11 +285,14 @@ def test_temperature_0_reproduces_the_greedy_output(deep_pair, name, tree):
 # -- KV caches -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "tree"), [(name, WIDEST[name]) for name in schemes.names()] + [("rrs", "2,3,1,2")])
+@pytest.mark.parametrize(
+    ("name", "tree"),
+    [(name, WIDEST[name]) for name in schemes.names()] + [("rrs", "2,3,1,2"), ("rrs-wor", "3/2,0,1/1,1,0")],
+)
 def test_cached_logits_equal_a_full_recomputation(deep_pair, name, tree):
     """At every emitted position the target (and draft) logits equal a cache-free pass over the final sequence."""
     target, draft = deep_pair
-    depth = len(parse_shape(tree))
+    depth = shape_depth(parse_shape(tree))
     result = generate(
         target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=64, generator=torch.Generator().manual_seed(5),
         record=True,

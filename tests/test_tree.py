@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multidraft import schemes
-from multidraft.tree import Tree, check_shape, format_shape, parse_shape, walk
+from multidraft.tree import Tree, TreeTemplate, check_shape, format_shape, level_capacity, parse_shape, shape_depth, walk
 
 
 # -- shapes -----------------------------------------------------------------------------------------
@@ -38,8 +38,57 @@ def test_parse_shape_rejects(spec):
 
 
 def test_format_shape_round_trips():
-    for spec in ["2x4", "3,2,1", "1x1"]:
+    for spec in ["2x4", "3,2,1", "1x1", "3/2,1,0/1,1,0", "1/1/1"]:
         assert format_shape(parse_shape(spec)) == spec
+
+
+def test_parse_template_per_node():
+    template = parse_shape("3/2,1,0/1,1,0")
+    assert template == parse_shape([[3], [2, 1, 0], [1, 1, 0]])
+    assert isinstance(template, TreeTemplate)
+    assert (template.depth, template.size, template.counts) == (3, 9, (3, 2, 1, 0, 1, 1, 0))
+    assert [template.child(0, i) for i in range(3)] == [1, 2, 3]
+    assert [template.child(1, i) for i in range(2)] == [4, 5]
+    assert template.child(2, 0) == 6
+    assert level_capacity(template, vocab=100) == [1, 3, 3, 2]
+    assert level_capacity((2, 3), vocab=100) == [1, 2, 6]
+    assert level_capacity((4, 4), vocab=3) == [1, 3, 9]
+    assert shape_depth(template) == 3 and shape_depth((2, 2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("3/2,1/1", "level 1 lists 2 nodes, but level 0 gives 3"), ("0/", "cannot parse"), ("0", "at least 1"),
+     ("2/0,0", "last level gives no drafts"), ("2,1/1,0", "one root"), ([[2], [1, "a"]], "integers")],
+)
+def test_parse_template_rejects(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_shape(spec)
+
+
+def test_check_shape_checks_every_node_of_a_template():
+    check_shape(parse_shape("2/2,0"), schemes.get("spechub"))  # a leaf (0 drafts) needs no check
+    with pytest.raises(ValueError, match="depth 2"):
+        check_shape(parse_shape("2/1,2"), schemes.get("spechub"))
+
+
+def test_template_growth_gives_each_node_its_own_drafts():
+    """Template 3/2,1,0: node 1 gets 2 drafts, node 2 one, node 3 none; a repeated root draft drops its subtree."""
+    tree = Tree.from_root(9, shape=parse_shape("3/2,1,0"))
+    assert tree.pending() == [(3, [0])]
+    assert tree.grow_groups([([0], torch.tensor([[4, 5, 6]]))]) == slice(1, 4)
+    assert tree.pending() == [(1, [2]), (2, [1])]
+    level = tree.grow_groups([([2], torch.tensor([[7]])), ([1], torch.tensor([[8, 8]]))])
+    # children in parent order: node 1's child (8, merged) first, then node 2's (7)
+    assert level == slice(4, 6) and tree.tokens.tolist() == [9, 4, 5, 6, 8, 7]
+    assert tree.children_of(1).tolist() == [4, 4] and tree.children_of(2).tolist() == [5]
+    assert tree.parents.tolist() == [-1, 0, 0, 0, 1, 2]
+    assert not tree.has_drafts(3) and tree.pending() == []
+    assert (tree.depth, tree.n_internal) == (2, 4)
+
+    merged = Tree.from_root(9, shape=parse_shape("3/0,0,1"))
+    merged.grow_groups([([0], torch.tensor([[4, 5, 4]]))])  # draft 3 repeats draft 1: template node 3 is dropped
+    assert merged.tokens.tolist() == [9, 4, 5] and merged.pending() == []
 
 
 def test_check_shape_names_the_depth():
@@ -69,15 +118,16 @@ def test_grow_merges_duplicates_and_keeps_the_draft_tuples():
     assert tree.depths.tolist() == [0, 1, 1, 2, 2, 2]
     assert tree.level_starts == [0, 1, 3, 6]
     assert (tree.size, tree.depth, tree.n_internal) == (6, 2, 3)
-    assert [d.tolist() for d in tree.drafts] == [[[3, 4]], [[3, 3], [0, 2]]]
-    assert [c.tolist() for c in tree.child] == [[[1, 2]], [[3, 3], [4, 5]]]
+    assert [tree.drafts_of(node).tolist() for node in range(3)] == [[3, 4], [3, 3], [0, 2]]
+    assert [tree.children_of(node).tolist() for node in range(3)] == [[1, 2], [3, 3], [4, 5]]
+    assert not any(tree.has_drafts(node) for node in range(3, 6))
 
 
 def test_merge_keeps_first_occurrence_order():
     tree = Tree.from_root(0)
     tree.grow(torch.tensor([[5, 2, 5, 7, 2]]))
     assert tree.tokens.tolist() == [0, 5, 2, 7]
-    assert tree.child[0].tolist() == [[1, 2, 1, 3, 2]]
+    assert tree.children_of(0).tolist() == [1, 2, 1, 3, 2]
 
 
 def test_ancestors_mask_and_positions():

@@ -10,7 +10,8 @@ One step, for committed tokens s_1..s_n (the root of the tree is s_n):
 2. **Target.**  One target forward over the committed tokens its cache lacks
    (always just s_n after the first step) followed by every tree node, with
    the tree mask and positions n - 1 + depth: it gives p at every node.
-3. **Verify.**  :func:`multidraft.tree.walk` emits the accepted path plus one
+3. **Verify.**  The verifier (:mod:`multidraft.verifiers`; by default the token
+   walk :func:`multidraft.tree.walk`) emits the accepted path plus one
    residual or bonus token, a + 1 tokens for a accepted drafts.
 4. **Cut the caches back** to s_1..s_n and the accepted path: the entries of
    the path nodes are moved behind the committed prefix and the rest dropped
@@ -38,12 +39,13 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from multidraft import schemes
+from multidraft import schemes, verifiers
+from multidraft.execution import prepare
 from multidraft.guards import check_finite
 from multidraft.limits import DEFAULT_MAX_TREE_NODES, check_limits
 from multidraft.sampling_options import check_options, probabilities
 from multidraft.schemes.base import Scheme, sample_categorical
-from multidraft.tree import Tree, TreeShape, check_shape, parse_shape, walk
+from multidraft.tree import Tree, TreeShape, check_shape, parse_shape, shape_depth
 
 #: Attention implementations that honour an arbitrary 4D float mask.
 TREE_ATTENTION = ("eager", "sdpa")
@@ -88,6 +90,13 @@ class GenerationResult:
     verification_seconds: float
     total_seconds: float
     trace: list[StepTrace] | None = field(default=None, repr=False)
+    tree_sizes: list[int] = field(default_factory=list)  # nodes scored per step, root included
+    expected_tokens: list[float] | None = None  # per step, exact E[tokens | drafted tree] (exact_expectation=True)
+
+    @property
+    def expected_block_efficiency(self) -> float:
+        """Mean of the per-step exact expectations: Rao-Blackwellised block efficiency (NaN if not computed)."""
+        return sum(self.expected_tokens) / len(self.expected_tokens) if self.expected_tokens else math.nan
 
     @property
     def tokens_per_second(self) -> float:
@@ -188,8 +197,8 @@ def draft_tree(
     at its internal nodes (ids 0..n_internal - 1).
 
     The draft reads ``seq[cache length:]`` causally (root last), then each
-    new level with the tree mask; the last level is never read (it has no
-    children), so D forwards for depth D.  Every forward's logits are checked
+    new level with the tree mask while the shape gives its nodes drafts; the
+    last level is never read (no children), so ``tree.depth`` forwards.  Every forward's logits are checked
     finite (:func:`multidraft.guards.check_finite`; ``step`` labels the error).
     """
     n, past = seq.shape[0], cache.get_seq_length()
@@ -197,15 +206,21 @@ def draft_tree(
     logits = [forward(draft, cache, seq[past:], torch.arange(past, n), committed, 1)]  # [1, V] at the root
     check_finite(logits[0], "draft", [n - 1], at=step_label(step), nodes=[0])
     laws = []
-    tree = Tree.from_root(seq[-1])
-    for depth, k in enumerate(shape):
-        laws.append(sampling.laws(logits[-1]))  # [n_depth, V]
-        level = tree.grow(scheme.sample_drafts(laws[-1], k, generator))
-        if depth + 1 < len(shape):
-            visible = tree.visibility(level, prefix=n - 1)  # keys: n - 1 committed, then nodes 0..level.stop - 1
-            positions = tree.positions(level, root_position=n - 1)
-            logits.append(forward(draft, cache, tree.tokens[level], positions, visible, level.stop - level.start))
-            check_finite(logits[-1], "draft", positions, at=step_label(step), nodes=range(level.start, level.stop))
+    tree = Tree.from_root(seq[-1], shape=shape)
+    while True:
+        laws.append(sampling.laws(logits[-1]))  # [n_level, V] at the deepest level
+        start, groups = tree.level_starts[-2], tree.pending()
+        whole = len(groups) == 1 and len(groups[0][1]) == laws[-1].shape[0]
+        level = tree.grow_groups([
+            (nodes, scheme.sample_drafts(laws[-1] if whole else laws[-1][[i - start for i in nodes]], k, generator))
+            for k, nodes in groups
+        ])
+        if not tree.pending():
+            break  # the new level are leaves: never read
+        visible = tree.visibility(level, prefix=n - 1)  # keys: n - 1 committed, then nodes 0..level.stop - 1
+        positions = tree.positions(level, root_position=n - 1)
+        logits.append(forward(draft, cache, tree.tokens[level], positions, visible, level.stop - level.start))
+        check_finite(logits[-1], "draft", positions, at=step_label(step), nodes=range(level.start, level.stop))
     return tree, torch.cat(logits), torch.cat(laws)
 
 
@@ -318,7 +333,7 @@ class Stopwatch:
 
     def __init__(self, *models):
         self.models = models
-        self.seconds = {"draft": 0.0, "target": 0.0, "verification": 0.0}
+        self.seconds = {"draft": 0.0, "target": 0.0, "verification": 0.0, "analysis": 0.0}
         self.start = self.tick = self.now()
 
     def now(self) -> float:
@@ -335,7 +350,8 @@ class Stopwatch:
 
     @property
     def total(self) -> float:
-        return self.tick - self.start
+        """Seconds since the start, less the untimed ``analysis`` phase."""
+        return self.tick - self.start - self.seconds["analysis"]
 
 
 def finish(emitted: list[int], out: list[int], max_new_tokens: int, stop: frozenset[int]) -> tuple[list[int], bool]:
@@ -366,14 +382,22 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     on_tokens: Callable[[list[int]], None] | None = None,
     record: bool = False,
+    exact_expectation: bool = False,
     max_tree_nodes: int = DEFAULT_MAX_TREE_NODES,
+    verifier: str = "token",
 ) -> GenerationResult:
     """Multi-draft speculative sampling from ``target`` with drafts from ``draft`` (see module docstring).
 
     ``scheme`` is a registry name or a :class:`Scheme`; ``tree`` a shape as
     parsed by :func:`multidraft.tree.parse_shape` ("2x4", "2,2,1,1", [3, 2]).
+    ``verifier`` names the tree-level verification (:func:`multidraft.verifiers.names`:
+    "token", "block", "traversal", "traversal-seq"); a verifier that is not
+    lossless for this scheme and tree is refused with the other inputs.
     ``on_tokens`` receives each step's new tokens as they are accepted (for
-    streaming); ``record=True`` keeps a :class:`StepTrace` per step.  Every
+    streaming); ``record=True`` keeps a :class:`StepTrace` per step;
+    ``exact_expectation=True`` also computes, per step, the exact expected
+    number of tokens given the drafted tree and p, q at its nodes (the
+    Rao-Blackwellised block efficiency), outside the timed phases.  Every
     input is checked, raising ``ValueError``, before the first model call;
     so is the tree's size: at most ``max_tree_nodes`` nodes and an estimated
     memory that fits (:func:`multidraft.limits.check_limits`).
@@ -381,13 +405,17 @@ def generate(
     scheme = schemes.get(scheme) if isinstance(scheme, str) else scheme
     shape = parse_shape(tree)
     check_shape(shape, scheme)
+    verifying = verifiers.get(verifier)
+    verifying.check(shape, scheme)
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     if output_size(draft) != output_size(target):
         raise ValueError(f"vocabularies differ: target has {output_size(target)} logits, draft {output_size(draft)}")
-    total_length = seq.shape[0] + max_new_tokens + len(shape)
+    total_length = seq.shape[0] + max_new_tokens + shape_depth(shape)
     check_model(target, "target", total_length)
     check_model(draft, "draft", total_length)
     check_limits(target, draft, shape, output_size(target), seq.shape[0], max_new_tokens, max_tree_nodes)
+    prepare(target)
+    prepare(draft)
 
     device = target.device
     dtype = torch.promote_types(torch.promote_types(target.dtype, draft.dtype), torch.float32)
@@ -395,6 +423,9 @@ def generate(
     target_cache, draft_cache = new_cache(), new_cache()
     out: list[int] = []
     accepted_lengths: list[int] = []
+    tree_sizes: list[int] = []
+    draft_calls = 0
+    expected: list[float] | None = [] if exact_expectation else None
     trace: list[StepTrace] | None = [] if record else None
     watch = Stopwatch(target, draft)
     done = False
@@ -405,8 +436,13 @@ def generate(
         target_logits = score_tree(target, target_cache, seq, token_tree, step=step)  # [N, V]
         p = sampling.laws(target_logits)  # [N, V]
         watch.lap("target")
+        if expected is not None:
+            expected.append(verifying.expected_tokens(token_tree, scheme, p, q))
+            watch.lap("analysis")
+        tree_sizes.append(token_tree.size)
+        draft_calls += token_tree.depth
 
-        result = walk(token_tree, scheme, p, q, generator)
+        result = verifying.verify(token_tree, scheme, p, q, generator)
         n = seq.shape[0]
         keep_path(target_cache, n, [n - 1 + node for node in result.path])
         keep_path(draft_cache, n, [n - 1 + node for node in result.path if node < token_tree.n_internal])
@@ -424,16 +460,18 @@ def generate(
     return GenerationResult(
         tokens=out,
         target_calls=steps,
-        draft_calls=steps * len(shape),
+        draft_calls=draft_calls,
         tokens_emitted=len(out),
         block_efficiency=len(out) / steps,
-        acceptance_per_depth=acceptance_per_depth(accepted_lengths, len(shape)),
+        acceptance_per_depth=acceptance_per_depth(accepted_lengths, shape_depth(shape)),
         accepted_lengths=accepted_lengths,
         draft_seconds=watch.seconds["draft"],
         target_seconds=watch.seconds["target"],
         verification_seconds=watch.seconds["verification"],
         total_seconds=watch.total,
         trace=trace,
+        tree_sizes=tree_sizes,
+        expected_tokens=expected,
     )
 
 
@@ -457,6 +495,7 @@ def autoregressive(
     """
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     check_model(target, "target", seq.shape[0] + max_new_tokens)
+    prepare(target)
     device = target.device
 
     sampling = Sampling(temperature, top_k, top_p, device, torch.promote_types(target.dtype, torch.float32))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from multidraft.tree import TreeShape, format_shape
+from multidraft.tree import TreeShape, format_shape, level_capacity, shape_depth
 
 #: Default bound on the nodes of one step's tree.
 DEFAULT_MAX_TREE_NODES = 256
@@ -39,10 +39,7 @@ LAW_COPIES = 8
 
 def level_widths(shape: TreeShape, vocab: int) -> list[int]:
     """The most nodes at depths 0..D (the root alone at depth 0)."""
-    widths = [1]
-    for k in shape:
-        widths.append(widths[-1] * min(k, vocab))
-    return widths
+    return level_capacity(shape, vocab)
 
 
 def max_nodes(shape: TreeShape, vocab: int) -> int:
@@ -109,7 +106,7 @@ def estimate_bytes(
     sampling_bytes = max(4, torch.finfo(target.dtype).bits // 8, torch.finfo(draft.dtype).bits // 8)
     widths = level_widths(shape, vocab)
     nodes, internal, widest_read = sum(widths), sum(widths[:-1]), widths[-2]  # the draft never reads the leaves
-    positions = prompt_length + max_new_tokens + len(shape) + nodes
+    positions = prompt_length + max_new_tokens + shape_depth(shape) + nodes
     t, d = ModelSize.of(target, vocab), ModelSize.of(draft, vocab)
     parts = {
         target.device: t.cache_bytes(positions)
