@@ -20,7 +20,7 @@ import torch
 
 from multidraft.schemes.base import Scheme
 from multidraft.tree import Tree, Walk, walk
-from multidraft.verifiers.base import Verifier
+from multidraft.verifiers.base import Outcome, Verifier
 
 
 def kernel_at_drafts(scheme: Scheme, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,20 @@ class TokenVerifier(Verifier):
     def verify(self, tree: Tree, scheme: Scheme, p, q, generator) -> Walk:
         return walk(tree, scheme, p, q, generator)
 
+    def outcomes(self, tree: Tree, scheme: Scheme, p, q) -> list[Outcome]:
+        """Node u is the last accepted with P(reach u) pi_u(y) for each non-draft y (a leaf: y ~ p_u)."""
+        reach, out = reach_probabilities(tree, scheme, p, q).tolist(), []
+        for node in range(tree.size):
+            if not tree.has_drafts(node):
+                out.append(Outcome(node, reach[node], p[node]))
+                continue
+            drafts = tree.drafts_of(node)
+            kernel = scheme.kernel(p[node], q[node], drafts, check=False).scatter(-1, drafts, 0)  # [V] off the drafts
+            out.append(Outcome(node, reach[node] * float(kernel.sum()), kernel))
+        return out
+
     def expected_tokens(self, tree: Tree, scheme: Scheme, p, q) -> float:
+        """1 + sum_{v != root} P(reach v) (module docstring): no residual law is formed."""
         return float(reach_probabilities(tree, scheme, p, q).sum())
 
 
