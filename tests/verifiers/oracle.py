@@ -12,6 +12,7 @@ gives exactly :func:`target_law`.
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -52,34 +53,38 @@ def table(vocab: int, depth: int, seed: int, kinds: tuple[str, ...] = KINDS) -> 
     return {c: _law_pair(kinds[(i + offset) % len(kinds)], vocab, rng) for i, c in enumerate(contexts)}
 
 
-def drafted_trees(pairs: dict, law: str, shape: tuple[int, ...]):
-    """Every tree the draft law grows: yields (tree, node contexts, probability > 0)."""
+def drafted_trees(pairs: dict, law: str, shape):
+    """Every tree the draft law grows on ``shape`` (parse_shape output): yields (tree, node contexts, probability).
 
-    def grow(levels: list[np.ndarray], contexts: list[tuple], frontier: list[tuple], prob: float):
-        depth = len(levels)
-        if depth == len(shape):
-            yield levels, contexts, prob
+    Level by level, every node the shape gives drafts (:meth:`Tree.pending`) takes every tuple of the
+    draft law at its context; the tree is grown with the decoder's own :meth:`Tree.grow_groups`.
+    """
+
+    def grow(tree: Tree, contexts: list[tuple], prob: float):
+        groups = tree.pending()
+        if not groups:
+            yield tree, contexts, prob
             return
-        k = shape[depth]
-        options = [list(zip(*enumerate_law(law, pairs[c][1], k))) for c in frontier]
+        nodes = [(k, node) for k, ids in groups for node in ids]
+        options = [list(zip(*enumerate_law(law, pairs[contexts[node]][1], k))) for k, node in nodes]
         for choice in itertools.product(*options):
-            rows = np.stack([tuple_ for tuple_, _ in choice])  # [n, k]
-            weight = prob * float(np.prod([w for _, w in choice]))
-            children = [c + (int(t),) for c, row in zip(frontier, rows) for t in dict.fromkeys(row.tolist())]
-            yield from grow(levels + [rows], contexts + children, children, weight)
+            grown = copy.deepcopy(tree)
+            start = grown.size
+            grown.grow_groups([
+                (ids, torch.from_numpy(np.stack([t for (kk, node), (t, _) in zip(nodes, choice) if node in ids])))
+                for _, ids in groups
+            ])
+            parents = grown.parents.tolist()
+            new = [contexts[parents[v]] + (int(grown.tokens[v]),) for v in range(start, grown.size)]
+            yield from grow(grown, contexts + new, prob * float(np.prod([w for _, w in choice])))
 
-    for levels, contexts, prob in grow([], [()], [()], 1.0):
-        tree = Tree.from_root(0)
-        for rows in levels:
-            tree.grow(torch.from_numpy(rows))
-        yield tree, contexts, prob
+    yield from grow(Tree.from_root(0, shape=shape), [()], 1.0)
 
 
 def node_laws(pairs: dict, tree: Tree, contexts: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
-    """p [N, V] at every node, q [n_internal, V] at the nodes with drafts (row = node id)."""
+    """p [N, V] at every node, q [n_internal, V] at the nodes above the deepest level (row = node id)."""
     p = torch.from_numpy(np.stack([pairs[c][0] for c in contexts]))
-    internal = [c for node, c in enumerate(contexts) if tree.has_drafts(node)]
-    return p, torch.from_numpy(np.stack([pairs[c][1] for c in internal]))
+    return p, torch.from_numpy(np.stack([pairs[c][1] for c in contexts[: tree.n_internal]]))
 
 
 def target_law(pairs: dict, length: int, vocab: int) -> np.ndarray:
@@ -101,9 +106,9 @@ def continued(pairs: dict, prefix: tuple, mass: float, length: int, vocab: int, 
             continued(pairs, prefix + (y,), mass * py, length, vocab, out)
 
 
-def emitted_law(pairs: dict, verifier, scheme, shape: tuple[int, ...], vocab: int) -> tuple[np.ndarray, float]:
-    """(law of the emitted sequence continued by the target to len(shape) + 1 tokens, E[tokens per step])."""
-    length = len(shape) + 1
+def emitted_law(pairs: dict, verifier, scheme, shape, depth: int, vocab: int) -> tuple[np.ndarray, float]:
+    """(law of the emitted sequence continued by the target to depth + 1 tokens, E[tokens per step])."""
+    length = depth + 1
     out, expected = np.zeros(vocab**length), 0.0
     for tree, contexts, prob in drafted_trees(pairs, scheme.draft_law, shape):
         p, q = node_laws(pairs, tree, contexts)

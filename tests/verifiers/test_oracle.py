@@ -18,13 +18,19 @@ import pytest
 
 from oracle import drafted_trees, emitted_law, node_laws, table, target_law
 from multidraft import schemes, verifiers
-from multidraft.tree import check_shape
+from multidraft.verifiers.base import branching
+from multidraft.tree import check_shape, format_shape, parse_shape, shape_depth
 
 TOLERANCE = 1e-12
 VOCAB = 3
-SHAPES = [(1,), (1, 1), (1, 1, 1), (2,), (3,), (2, 1), (1, 2), (2, 2), (3, 1), (2, 1, 1)]
+#: Uniform shapes, then per-node templates (levels separated by "/": nodes with no drafts, mixed counts).
+SHAPES = [
+    parse_shape(spec)
+    for spec in ("1", "1,1", "1,1,1", "2", "3", "2,1", "1,2", "2,2", "3,1", "2,1,1", "2/1,0", "2/0,2", "3/1,0,1",
+                 "1/1/1", "2/1,1/1,0")
+]
 #: The LP scheme is slow; it is checked on the smallest trees only.
-SMALL = {"otm": [(2,), (1, 1)]}
+SMALL = {"otm": [parse_shape("2"), parse_shape("1,1")]}
 
 
 def fits_scheme(name: str, shape) -> bool:
@@ -56,22 +62,23 @@ REFUSED = [c for c in COMBINATIONS if not accepts(*c)]
 
 def label(combination) -> str:
     verifier, name, shape = combination
-    return f"{verifier}-{name}-{','.join(map(str, shape))}"
+    return f"{verifier}-{name}-{format_shape(shape)}"
 
 
 @pytest.mark.parametrize("combination", SUPPORTED, ids=label)
 def test_emitted_sequence_has_the_target_law(combination):
     verifier, name, shape = combination
     for seed in range(2):  # one table of mixed degenerate pairs, seeded per combination
-        pairs = table(VOCAB, len(shape), seed=zlib.crc32(label(combination).encode()) % 1000 + 7919 * seed)
-        law, _ = emitted_law(pairs, verifiers.get(verifier), schemes.get(name), shape, VOCAB)
-        error = np.abs(law - target_law(pairs, len(shape) + 1, VOCAB)).max()
+        depth = shape_depth(shape)
+        pairs = table(VOCAB, depth, seed=zlib.crc32(label(combination).encode()) % 1000 + 7919 * seed)
+        law, _ = emitted_law(pairs, verifiers.get(verifier), schemes.get(name), shape, depth, VOCAB)
+        error = np.abs(law - target_law(pairs, depth + 1, VOCAB)).max()
         assert error <= TOLERANCE, (seed, error)
 
 
 def test_the_expected_combinations_are_supported_and_refused():
-    supported = {(v, n) for v, n, s in SUPPORTED if max(s) > 1}
-    chains = {(v, n) for v, n, s in SUPPORTED if max(s) == 1}
+    supported = {(v, n) for v, n, s in SUPPORTED if max(k for _, k in branching(s)) > 1}
+    chains = {(v, n) for v, n, s in SUPPORTED if max(k for _, k in branching(s)) == 1}
     assert {("token", n) for n in schemes.names()} <= supported | chains
     assert {(v, n) for v, n in supported if v == "traversal"} == {("traversal", n) for n in ("rrs", "kseq", "otm")}
     assert {n for v, n in supported if v == "traversal-seq"} == set(schemes.names()) - {"sps"}
@@ -91,7 +98,7 @@ def test_unsupported_combinations_are_refused_with_a_clear_message(combination):
 
 def test_verify_refuses_a_built_tree_it_cannot_verify():
     pairs = table(VOCAB, 2, seed=0)
-    tree, contexts, _ = next(drafted_trees(pairs, "iid", (2, 1)))
+    tree, contexts, _ = next(drafted_trees(pairs, "iid", parse_shape("2,1")))
     p, q = node_laws(pairs, tree, contexts)
     for verifier, name in [("block", "rrs"), ("traversal", "rrs-wor")]:
         with pytest.raises(ValueError, match=f"verifier {verifier!r}"):
