@@ -1,15 +1,17 @@
-"""Fuzzing the decoder (hypothesis) on tiny random models: every scheme, tree, sampling option and stop rule.
+"""Fuzzing the decoder (hypothesis) on tiny random models: every scheme, verifier, tree, sampling option and stop rule.
 
 Each example builds a random target/draft pair (vocabulary 2-12, one or two
-layers) and generates once.  Whatever the inputs, a run must satisfy:
+layers) and generates once, with a uniform tree ("k1,k2,..") or a per-node
+template ("3/2,0,1/.."), and a verifier that accepts the pair.  Whatever
+the inputs, a run must satisfy:
 
 * 1 <= len(output) <= max_new_tokens; the output ends right after its first
   EOS token if it has one, and has exactly max_new_tokens tokens if not;
 * every token lies in the vocabulary;
 * the KV caches hold exactly the committed tokens but the last: the target's
   every one (the prompt plus all tokens of every walk, before the output was
-  cut), the draft's too except a leaf it never read; their entries equal a
-  cache-free forward over those tokens (1e-4);
+  cut), the draft's too or one fewer (a leaf it never read); their entries
+  equal a cache-free forward over those tokens (1e-4);
 * at temperature 0 the output is the target's greedy continuation.
 
 The examples are derandomized (a fixed seed derived from the test) and
@@ -25,11 +27,11 @@ from conftest import tiny_llama
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from multidraft import decoding, schemes
+from multidraft import decoding, schemes, verifiers
 from multidraft.limits import max_nodes
 from multidraft.tree import parse_shape
 
-EXAMPLES = 120
+EXAMPLES = 150
 
 
 def allowed_k(name: str) -> list[int]:
@@ -45,20 +47,47 @@ def allowed_k(name: str) -> list[int]:
 
 
 @st.composite
+def trees(draw, ks: list[int]) -> str:
+    """A uniform shape of depth 1-3, or a template of depth 2-3 whose nodes draw 0 or one of ``ks`` drafts."""
+    if draw(st.sampled_from(["template", "uniform"])) == "uniform":
+        return ",".join(str(k) for k in draw(st.lists(st.sampled_from(ks), min_size=1, max_size=3)))
+    levels = [[draw(st.sampled_from(ks))]]
+    for _ in range(draw(st.integers(1, 2))):
+        level = draw(st.lists(st.sampled_from([0, *ks]), min_size=sum(levels[-1]), max_size=sum(levels[-1])))
+        if sum(level) == 0:
+            break
+        levels.append(level)
+    return "/".join(",".join(map(str, level)) for level in levels)
+
+
+def accepting(shape, scheme) -> list[str]:
+    """The verifiers that take this scheme on this tree."""
+    names = []
+    for name in verifiers.names():
+        try:
+            verifiers.get(name).check(shape, scheme)
+            names.append(name)
+        except ValueError:
+            pass
+    return names
+
+
+@st.composite
 def runs(draw):
     """A model pair, a prompt and every argument of one :func:`multidraft.decoding.generate` call."""
     vocab = draw(st.integers(2, 12))
     name = draw(st.sampled_from(schemes.names()))
     ks = [k for k in allowed_k(name) if name != "greedy" or k <= vocab]  # greedy refuses k > V, when drafting
-    tree = draw(st.lists(st.sampled_from(ks), min_size=1, max_size=3))
+    tree = draw(trees(ks))
     eos = draw(st.one_of(st.none(), st.integers(0, vocab - 1), st.lists(st.integers(0, vocab - 1), min_size=1, max_size=2)))
     return {
         "models": (draw(st.integers(0, 10**6)), draw(st.integers(1, 2)), draw(st.sampled_from([1.0, 4.0, 10.0])), vocab),
         "prompt": draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=6)),
         "scheme": name,
         "tree": tree,
+        "verifier": draw(st.sampled_from(accepting(parse_shape(tree), schemes.get(name)))),
         "max_new_tokens": draw(st.integers(1, 12)),
-        "temperature": draw(st.one_of(st.just(0.0), st.floats(0.05, 2.0))),
+        "temperature": draw(st.sampled_from([0.0, 0.3, 1.0, 1.8]) | st.floats(0.05, 2.0)),
         "top_k": draw(st.one_of(st.none(), st.integers(1, vocab))),
         "top_p": draw(st.one_of(st.none(), st.floats(0.05, 1.0))),
         "eos_token_id": eos,
@@ -95,7 +124,7 @@ def test_every_run_keeps_the_invariants(run):
 
     with mock.patch.object(decoding, "new_cache", new_cache):
         result = decoding.generate(
-            target, draft, torch.tensor(prompt), scheme=run["scheme"], tree=run["tree"],
+            target, draft, torch.tensor(prompt), scheme=run["scheme"], tree=run["tree"], verifier=run["verifier"],
             max_new_tokens=run["max_new_tokens"], temperature=run["temperature"], top_k=run["top_k"],
             top_p=run["top_p"], eos_token_id=run["eos_token_id"], generator=torch.Generator().manual_seed(run["seed"]),
             max_tree_nodes=max(2, max_nodes(shape, vocab)),
@@ -111,8 +140,9 @@ def test_every_run_keeps_the_invariants(run):
     known = prompt + out  # the committed tokens the output still shows
     target_cache, draft_cache = caches
     check_cache(target, target_cache, known[: committed - 1], committed - 1)
-    unread_leaf = result.accepted_lengths[-1] == len(shape)  # the walk ended below a leaf the draft never read
-    check_cache(draft, draft_cache, known[: committed - 1 - unread_leaf], committed - 1 - unread_leaf)
+    drafted = draft_cache.get_seq_length()
+    assert drafted in (committed - 2, committed - 1)
+    check_cache(draft, draft_cache, known[:drafted], drafted)
 
     if run["temperature"] == 0:
         with torch.no_grad():

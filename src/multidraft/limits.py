@@ -37,14 +37,9 @@ DEFAULT_MAX_TREE_NODES = 256
 LAW_COPIES = 8
 
 
-def level_widths(shape: TreeShape, vocab: int) -> list[int]:
-    """The most nodes at depths 0..D (the root alone at depth 0)."""
-    return level_capacity(shape, vocab)
-
-
 def max_nodes(shape: TreeShape, vocab: int) -> int:
-    """The most nodes a step's tree can have, root included."""
-    return sum(level_widths(shape, vocab))
+    """The most nodes a step's tree can have, root included (uniform shapes and per-node templates)."""
+    return sum(level_capacity(shape, vocab))
 
 
 @dataclass(frozen=True)
@@ -104,8 +99,8 @@ def estimate_bytes(
     the sampling dtype (float32, or float64 for float64 models).
     """
     sampling_bytes = max(4, torch.finfo(target.dtype).bits // 8, torch.finfo(draft.dtype).bits // 8)
-    widths = level_widths(shape, vocab)
-    nodes, internal, widest_read = sum(widths), sum(widths[:-1]), widths[-2]  # the draft never reads the leaves
+    widths = level_capacity(shape, vocab)
+    nodes, internal, widest_read = sum(widths), sum(widths[:-1]), max(widths[:-1])  # the draft never reads the leaves
     positions = prompt_length + max_new_tokens + shape_depth(shape) + nodes
     t, d = ModelSize.of(target, vocab), ModelSize.of(draft, vocab)
     parts = {
