@@ -12,8 +12,9 @@ import time
 
 import torch
 
-from multidraft import schemes
+from multidraft import schemes, verifiers
 from multidraft.cli.options import add_model_arguments, add_sampling_arguments
+from multidraft.limits import DEFAULT_MAX_TREE_NODES
 from multidraft.sampling_options import check_options
 from multidraft.tree import check_shape, parse_shape
 
@@ -23,8 +24,14 @@ def register(subparsers) -> None:
     add_model_arguments(parser)
     parser.add_argument("--scheme", default="spechub", help=f"one of {', '.join(schemes.names())}")
     parser.add_argument("--tree", default="2x4", help="branching per depth: 2x4, or a list like 2,2,1,1")
+    parser.add_argument(
+        "--verifier", default="token",
+        help=f"tree-level verification, one of {', '.join(verifiers.names())} (block: chains; traversal: i.i.d. drafts)",
+    )
     add_sampling_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-tree-nodes", type=int, default=DEFAULT_MAX_TREE_NODES,
+                        help="refuse trees that can have more nodes per step (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     parser.add_argument("prompt", help="the prompt text")
@@ -66,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
     # Every argument is checked before a model is loaded.
     scheme = schemes.get(args.scheme)
-    check_shape(parse_shape(args.tree), scheme)
+    shape = parse_shape(args.tree)
+    check_shape(shape, scheme)
+    verifiers.get(args.verifier).check(shape, scheme)
     check_options(args.temperature, args.top_k, args.top_p)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    pair = load_pair(args.target, args.draft)
+    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
     tokenizer = pair.tokenizer
     if args.chat:
         ids = tokenizer.apply_chat_template(
@@ -93,14 +102,16 @@ def run(args: argparse.Namespace) -> int:
             generator=torch.Generator(device=pair.target.device).manual_seed(args.seed),
             eos_token_id=tokenizer.eos_token_id,
             on_tokens=streamer,
+            max_tree_nodes=args.max_tree_nodes,
+            verifier=args.verifier,
         )
     except KeyboardInterrupt:
         print()
-        print(f"[{args.scheme} {args.tree}] interrupted after {streamer.summary()}", file=sys.stderr)
+        print(f"[{args.scheme} {args.tree} {args.verifier}] interrupted after {streamer.summary()}", file=sys.stderr)
         return 130
     print()
     print(
-        f"[{args.scheme} {args.tree}] {result.tokens_emitted} tokens in {result.target_calls} target calls: "
+        f"[{args.scheme} {args.tree} {args.verifier}] {result.tokens_emitted} tokens in {result.target_calls} target calls: "
         f"block efficiency {result.block_efficiency:.2f}, {result.tokens_per_second:.1f} tokens/s, "
         f"verification {100 * result.verification_seconds / result.total_seconds:.1f}% of the time",
         file=sys.stderr,
