@@ -75,3 +75,19 @@ def test_a_large_tree_that_fits_runs_and_its_masks_follow_the_drafted_nodes():
     # as many rows as nodes were drafted, far fewer than the largest possible tree.
     drafted = [shape[-2] for shape in masks[1:]]
     assert all(shape[:2] == (1, 1) for shape in masks) and max(drafted) < largest / 2, drafted
+
+
+def test_templates_count_their_nodes_and_the_cli_reports_a_refusal_in_one_line(tmp_path, capsys):
+    from tiny_pair import save_tiny_pair
+
+    from multidraft.cli import main
+
+    assert max_nodes(parse_shape("3/2,1,0/1,1,0"), 1000) == 1 + 3 + 3 + 2
+    assert max_nodes(parse_shape("3/2,1,0/1,1,0"), 2) == 1 + 2 + 3 + 2
+    target, draft = save_tiny_pair(tmp_path)  # a vocabulary of 24 words
+    assert main(["generate", "--target", target, "--draft", draft, "--scheme", "rrs", "--tree", "4x4", "the"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the loading progress bars
+    assert last.startswith("multidraft generate: error: tree 4x4 has up to 341 nodes per step, more than "
+                           "max_tree_nodes = 256 (its masks, caches and logits would need about ")
+    assert main(["generate", "--target", target, "--draft", draft, "--scheme", "rrs", "--tree", "4x4",
+                 "--max-tree-nodes", "400", "--max-new-tokens", "3", "the"]) == 0

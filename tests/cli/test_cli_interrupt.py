@@ -27,7 +27,7 @@ def test_ctrl_c_keeps_the_text_and_reports_the_steps(tmp_path):
     words = text.split()
     assert words and set(words) <= set(WORDS[1:])  # [UNK] is a special token: not printed
     report = err.decode().strip().splitlines()[-1]
-    match = re.fullmatch(r"\[rrs 2x2\] interrupted after (\d+) tokens in (\d+) target calls: block efficiency "
+    match = re.fullmatch(r"\[rrs 2x2 token\] interrupted after (\d+) tokens in (\d+) target calls: block efficiency "
                          r"([\d.]+), [\d.]+ tokens/s", report)
     assert match, report
     tokens, calls, efficiency = int(match[1]), int(match[2]), float(match[3])
