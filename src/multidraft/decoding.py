@@ -246,10 +246,15 @@ def score_tree(target, cache: DynamicCache, seq: torch.Tensor, tree: Tree, *, st
 
 
 def output_size(model) -> int:
-    """The number of logits the model emits: its output layer's rows, else ``config.vocab_size``."""
+    """The number of logits the model emits: its output layer's ``out_features`` or rows, else ``config.vocab_size``.
+
+    (Prepacked, quantised and sub-vocabulary heads of :mod:`multidraft.execution` all answer one of these.)
+    """
     head = model.get_output_embeddings()
+    if getattr(head, "out_features", None) is not None:
+        return int(head.out_features)
     weight = getattr(head, "weight", None)
-    return int(weight.shape[0]) if weight is not None else int(model.config.vocab_size)
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) else int(model.config.vocab_size)
 
 
 def check_model(model, role: str, total_length: int) -> None:

@@ -314,6 +314,24 @@ class Tree:
         self.level_starts.append(end + m)
         return slice(end, end + m)
 
+    def truncated(self, depth: int) -> Tree:
+        """The tree cut below ``depth``: nodes of depth <= ``depth``, those at ``depth`` becoming leaves.
+
+        Node ids are kept (levels are contiguous), so p[:size] and q[:n_internal]
+        of the full tree are the truncated tree's laws.  A tree drafted by a
+        uniform shape ``KxD`` cut at depth d is distributed as one drafted by ``Kxd``.
+        """
+        if not 1 <= depth <= self.depth:
+            raise ValueError(f"cannot cut a tree of depth {self.depth} at depth {depth}")
+        size = self.level_starts[depth + 1]
+        internal = self.level_starts[depth]
+        return Tree(
+            self.tokens[:size], self.parents[:size], self.depths[:size], self.ancestors[:size, :size],
+            level_starts=self.level_starts[: depth + 2], template=None, template_ids=self.template_ids[:size],
+            node_drafts={n: d for n, d in self.node_drafts.items() if n < internal},
+            node_children={n: c for n, c in self.node_children.items() if n < internal},
+        )
+
     def has_drafts(self, node: int) -> bool:
         """Whether verification runs at ``node`` (it was given drafts)."""
         return node in self.node_drafts

@@ -1,19 +1,27 @@
-"""End-to-end benchmark (``multidraft bench generate``): block efficiency, tokens/s, speedup.
+"""End-to-end benchmark (``multidraft bench generate``): block efficiency, tokens/s and speedup, resumable.
 
-For every temperature, the plain autoregressive baseline and each
-(scheme, tree shape) configuration generate ``new_tokens`` tokens from the
-same prompts, in one run, with fixed seeds.  Reported per configuration:
+For every temperature and prompt, each configuration generates
+``new_tokens`` tokens from the same prompt with the same seed, back to back
+(**interleaved**: the configurations of a prompt run one after the other, in
+an order rotated from prompt to prompt, so load changes hit all of them
+alike).  Every model path is warmed up before anything is timed.
 
-* block efficiency = tokens emitted / target calls (the papers' tokens per
-  step), pooled over prompts, with a 95% bootstrap interval over prompts;
-* tokens/s, and speedup = (baseline seconds per token) / (seconds per token);
-* the share of each step's wall-clock time spent in verification (the walk
-  and cutting the caches back), drafting and the target.
+Configurations (:func:`parse_configs`): ``autoregressive`` (plain sampling
+of the target on the same fast path), ``scheme:tree[:verifier]`` (multidraft),
+and ``hf:γ`` (Hugging Face assisted generation with ``γ`` assistant tokens,
+on separately loaded models, as a Hugging Face user would run it).
 
-The configurations follow SpecHub's experiments: binary trees of depth 2-5
-(``2x2`` .. ``2x5``) for the multi-draft schemes, ``1xL`` chains for
-single-draft sampling, and wider trees (``3x..``, ``4x..``) for schemes that
-take k > 2.
+Each (temperature, configuration, prompt) is one record of a
+:class:`~multidraft.bench.store.ResultStore`, appended as soon as it is
+done, so ``--resume`` continues a killed run and ends with exactly the rows
+of an uninterrupted one (every run is seeded by its prompt index alone).
+
+Reported per configuration (:func:`summarise`): tokens/s and the speedup
+over autoregressive (paired over prompts); block efficiency as realised
+(mean of a + 1 over steps, a = accepted drafts) and Rao-Blackwellised (mean
+over steps of the exact expected tokens given the drafted tree and p, q at
+its nodes: the same mean, far less variance), each with a 95% bootstrap
+interval over prompts (steps clustered by prompt; none below 8 prompts).
 """
 
 from __future__ import annotations
@@ -22,132 +30,231 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from multidraft import schemes
+from multidraft import schemes, verifiers
+from multidraft.bench.stats import paired_ratio_difference, paired_ratio_quotient, ratio_interval
 from multidraft.decoding import GenerationResult, autoregressive, generate
-from multidraft.tree import format_shape, parse_shape
+from multidraft.tree import check_shape, format_shape, parse_shape
 
-BOOTSTRAP_RESAMPLES = 2000
+AUTOREGRESSIVE = "autoregressive"
+HF_ASSISTED = "hf"
 
 
 @dataclass(frozen=True)
 class Config:
+    """One configuration: ``scheme`` is a scheme name, ``autoregressive`` or ``hf`` (then ``tree`` is γ)."""
+
     scheme: str
-    tree: str
+    tree: str = ""
+    verifier: str = "token"
 
     @property
     def label(self) -> str:
-        return f"{self.scheme} {self.tree}"
+        if self.scheme == AUTOREGRESSIVE:
+            return AUTOREGRESSIVE
+        if self.scheme == HF_ASSISTED:
+            return f"hf-assisted γ={self.tree}"
+        return f"{self.scheme} {self.tree}" + ("" if self.verifier == "token" else f" {self.verifier}")
+
+    @property
+    def speculative(self) -> bool:
+        return self.scheme not in (AUTOREGRESSIVE, HF_ASSISTED)
+
+
+def parse_config(item: str) -> Config:
+    """``autoregressive``, ``hf:5`` or ``scheme:tree[:verifier]``, checked before any model is loaded."""
+    parts = [part.strip() for part in item.split(":")]
+    if parts == [AUTOREGRESSIVE]:
+        return Config(AUTOREGRESSIVE)
+    if parts[0] == HF_ASSISTED:
+        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) < 1:
+            raise ValueError(f"Hugging Face assisted generation is hf:γ with γ >= 1 assistant tokens, got {item!r}")
+        return Config(HF_ASSISTED, parts[1])
+    if len(parts) not in (2, 3):
+        raise ValueError(f"a configuration is scheme:tree[:verifier] (e.g. spechub:2x3), hf:γ or autoregressive, got {item!r}")
+    scheme, shape = schemes.get(parts[0]), parse_shape(parts[1])
+    check_shape(shape, scheme)
+    verifier = parts[2] if len(parts) == 3 else "token"
+    verifiers.get(verifier).check(shape, scheme)
+    return Config(parts[0], format_shape(shape), verifier)
+
+
+def parse_configs(text: str) -> list[Config]:
+    """A comma-free list is not possible for templates ("3/2,1"), so configurations are separated by spaces or ';'."""
+    items = [item for chunk in text.replace(";", " ").split() for item in [chunk.strip()] if item]
+    if not items:
+        raise ValueError("no configuration given")
+    configs = [parse_config(item) for item in items]
+    labels = [config.label for config in configs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"configurations repeat: {' '.join(labels)}")
+    return configs
 
 
 def default_configs(full: bool) -> list[Config]:
     """The grid: binary trees for the multi-draft schemes, chains for sps, wide trees for k > 2."""
-    depths = (2, 3, 4, 5) if full else (2,)
-    configs = [Config("sps", f"1x{d}") for d in depths]
-    for name in ("rrs", "rrs-wor", "kseq", "spechub", "greedy") if full else ("rrs", "rrs-wor", "spechub"):
+    depths = (2, 3, 4, 5) if full else (2, 3)
+    configs = [Config(AUTOREGRESSIVE)] + [Config("sps", f"1x{d + 1}") for d in depths]
+    for name in ("rrs", "rrs-wor", "kseq", "spechub", "greedy", "topk") if full else ("rrs", "rrs-wor", "spechub"):
         configs += [Config(name, f"2x{d}") for d in depths]
     if full:
-        for name in ("rrs", "rrs-wor", "kseq", "greedy"):
+        for name in ("rrs", "rrs-wor", "kseq", "greedy", "topk"):
             configs += [Config(name, "3x3"), Config(name, "4x2")]
     return configs
 
 
-def parse_configs(text: str) -> list[Config]:
-    """``"spechub:2x3,rrs:2x3"`` -> configs, each checked (scheme known, tree fits the scheme)."""
-    configs = []
-    for item in text.split(","):
-        if ":" not in item:
-            raise ValueError(f"a configuration is scheme:tree (e.g. spechub:2x3), got {item!r}")
-        name, tree = (part.strip() for part in item.split(":", 1))
-        scheme = schemes.get(name)
-        shape = parse_shape(tree)
-        for k in set(shape):
-            scheme.check_k(k)
-        configs.append(Config(name, format_shape(shape)))
-    return configs
+# -- running ----------------------------------------------------------------------------------------
 
 
-def bootstrap_ratio(tokens: np.ndarray, calls: np.ndarray, seed: int) -> tuple[float, float]:
-    """95% interval of sum(tokens) / sum(calls) by resampling prompts."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(tokens), size=(BOOTSTRAP_RESAMPLES, len(tokens)))
-    ratios = tokens[picks].sum(1) / calls[picks].sum(1)
-    low, high = np.quantile(ratios, [0.025, 0.975])
-    return float(low), float(high)
-
-
-def summarise(label: str, results: Sequence[GenerationResult], baseline_seconds_per_token: float | None, seed: int) -> dict:
-    tokens = np.array([r.tokens_emitted for r in results], dtype=float)
-    calls = np.array([r.target_calls for r in results], dtype=float)
-    seconds = sum(r.total_seconds for r in results)
-    parts = {name: sum(getattr(r, f"{name}_seconds") for r in results) for name in ("draft", "target", "verification")}
-    low, high = bootstrap_ratio(tokens, calls, seed)
-    per_token = seconds / tokens.sum()
-    depth_rates = np.array([r.acceptance_per_depth for r in results], dtype=float) if results[0].acceptance_per_depth else None
+def record_of(result: GenerationResult) -> dict:
+    """What a run stores: tokens, per-step counts and expectations, seconds per phase."""
     return {
-        "config": label,
-        "prompts": len(results),
-        "tokens": int(tokens.sum()),
-        "target_calls": int(calls.sum()),
-        "draft_calls": int(sum(r.draft_calls for r in results)),
-        "block_efficiency": float(tokens.sum() / calls.sum()),
-        "block_efficiency_ci95": [low, high],
-        "tokens_per_second": float(tokens.sum() / seconds),
-        "speedup": (baseline_seconds_per_token / per_token) if baseline_seconds_per_token else 1.0,
-        "verification_share": parts["verification"] / seconds,
-        "draft_share": parts["draft"] / seconds,
-        "target_share": parts["target"] / seconds,
-        "acceptance_per_depth": (np.nanmean(depth_rates, axis=0).tolist() if depth_rates is not None else []),
-        "per_prompt_tokens": tokens.astype(int).tolist(),
-        "per_prompt_calls": calls.astype(int).tolist(),
+        "tokens": result.tokens,
+        "accepted_lengths": result.accepted_lengths,
+        "expected_tokens": result.expected_tokens,
+        "tree_sizes": result.tree_sizes,
+        "target_calls": result.target_calls,
+        "draft_calls": result.draft_calls,
+        "seconds": result.total_seconds,
+        "draft_seconds": result.draft_seconds,
+        "target_seconds": result.target_seconds,
+        "verification_seconds": result.verification_seconds,
     }
 
 
+def run_one(pair, config: Config, prompt: torch.Tensor, *, temperature: float, new_tokens: int, seed: int,
+            top_k=None, top_p=None, hf_pair=None) -> dict:
+    """One generation of ``config`` from ``prompt``; EOS is not a stop (every run has ``new_tokens`` tokens)."""
+    options = dict(max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    generator = torch.Generator(device=pair.target.device).manual_seed(seed)
+    if config.scheme == AUTOREGRESSIVE:
+        return record_of(autoregressive(pair.target, prompt, generator=generator, **options))
+    if config.scheme == HF_ASSISTED:
+        from multidraft.bench.hf_assisted import assisted_generate
+
+        return assisted_generate(hf_pair, prompt, assistant_tokens=int(config.tree), seed=seed, **options)
+    result = generate(pair.target, pair.draft, prompt, scheme=config.scheme, tree=config.tree,
+                      verifier=config.verifier, generator=generator, exact_expectation=True, **options)
+    return record_of(result)
+
+
+def warm_up(pair, configs: Sequence[Config], prompt: torch.Tensor, hf_pair=None) -> float:
+    """Run every configuration once for a few tokens, so that first-call costs stay out of the timings."""
+    start = time.perf_counter()
+    for config in configs:
+        run_one(pair, config, prompt[:16], temperature=1.0, new_tokens=4, seed=0, hf_pair=hf_pair)
+    return time.perf_counter() - start
+
+
 def run(
-    target,
-    draft,
+    pair,
     prompts: Sequence[torch.Tensor],
+    store,
     *,
     configs: Sequence[Config],
     temperatures: Sequence[float],
     new_tokens: int,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_token_id: int | None = None,
     seed: int = 0,
+    hf_pair=None,
     progress: Callable[[str], None] | None = None,
-) -> list[dict]:
-    """Rows, one per (temperature, configuration), the baseline first at each temperature."""
-    rows = []
-    device = target.device
-    for temperature in temperatures:
-        def sampled(fn, label, **kwargs):
-            results = []
-            for index, prompt in enumerate(prompts):
-                generator = torch.Generator(device=device).manual_seed(seed + index)
-                results.append(fn(input_ids=prompt, max_new_tokens=new_tokens, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, generator=generator, eos_token_id=eos_token_id, **kwargs))
-                if progress is not None:
-                    progress(f"T={temperature} {label}")
-            return results
+) -> None:
+    """Append to ``store`` a record per (temperature, configuration, prompt) it does not hold yet.
 
-        baseline = sampled(lambda **kw: autoregressive(target, **kw), "autoregressive")
-        base_row = summarise("autoregressive", baseline, None, seed)
-        seconds_per_token = 1 / base_row["tokens_per_second"]
-        rows.append({"temperature": temperature, **base_row})
-        for config in configs:
-            results = sampled(
-                lambda **kw: generate(target, draft, scheme=config.scheme, tree=config.tree, **kw), config.label
-            )
-            rows.append({"temperature": temperature, "scheme": config.scheme, "tree": config.tree,
-                         **summarise(config.label, results, seconds_per_token, seed)})
+    The configurations of one prompt run back to back; their order rotates
+    with the prompt index.  Prompt i is seeded ``seed + i`` for every
+    configuration.
+    """
+    for temperature in temperatures:
+        for index, prompt in enumerate(prompts):
+            shift = index % len(configs)
+            for config in list(configs[shift:]) + list(configs[:shift]):
+                key = (temperature, config.label, index)
+                if not store.done(key):
+                    record = run_one(pair, config, prompt, temperature=temperature, new_tokens=new_tokens,
+                                     seed=seed + index, top_k=top_k, top_p=top_p, hf_pair=hf_pair)
+                    store.append({"temperature": temperature, "config": config.label, "prompt": index,
+                                  "prompt_tokens": int(prompt.numel()), **record})
+                if progress is not None:
+                    progress(f"T={temperature} {config.label}")
+
+
+# -- summaries --------------------------------------------------------------------------------------
+
+
+def _by_config(records: Sequence[dict]) -> dict[tuple[float, str], dict[int, dict]]:
+    table: dict[tuple[float, str], dict[int, dict]] = {}
+    for record in records:
+        table.setdefault((record["temperature"], record["config"]), {})[record["prompt"]] = record
+    return table
+
+
+def per_prompt(runs: dict[int, dict], prompts: Sequence[int]) -> dict[str, list[float]]:
+    """Per-prompt sums: tokens, seconds, steps, realised and expected tokens of the steps."""
+    chosen = [runs[i] for i in prompts]
+    return {
+        "tokens": [len(r["tokens"]) for r in chosen],
+        "seconds": [r["seconds"] for r in chosen],
+        "steps": [r["target_calls"] for r in chosen],
+        # a + 1 tokens per step before the cut at new_tokens; the tokens themselves where steps are not seen (HF)
+        "realised": [sum(a + 1 for a in r["accepted_lengths"]) if r["accepted_lengths"] else len(r["tokens"])
+                     for r in chosen],
+        "expected": [sum(r["expected_tokens"]) if r.get("expected_tokens") else float("nan") for r in chosen],
+    }
+
+
+def summarise(records: Sequence[dict], seed: int = 0) -> list[dict]:
+    """One row per (temperature, configuration) over the prompts every configuration of that temperature finished."""
+    table = _by_config(records)
+    rows = []
+    for temperature in sorted({t for t, _ in table}):
+        labels = [label for t, label in table if t == temperature]
+        common = sorted(set.intersection(*(set(table[(temperature, label)]) for label in labels)))
+        if not common:
+            continue
+        base = per_prompt(table[(temperature, AUTOREGRESSIVE)], common) if AUTOREGRESSIVE in labels else None
+        for label in labels:
+            runs = table[(temperature, label)]
+            sums = per_prompt(runs, common)
+            row = {
+                "temperature": temperature, "config": label, "prompts": len(common), "tokens": sum(sums["tokens"]),
+                "tokens_per_second": sum(sums["tokens"]) / sum(sums["seconds"]),
+                "tokens_per_second_ci95": ratio_interval(sums["tokens"], sums["seconds"], seed),
+                "target_calls": sum(sums["steps"]),
+                "block_efficiency": sum(sums["realised"]) / sum(sums["steps"]),
+                "block_efficiency_ci95": ratio_interval(sums["realised"], sums["steps"], seed),
+            }
+            if all(runs[i].get("expected_tokens") for i in common):
+                row["expected_block_efficiency"] = sum(sums["expected"]) / sum(sums["steps"])
+                row["expected_block_efficiency_ci95"] = ratio_interval(sums["expected"], sums["steps"], seed)
+            if base is not None:
+                speedup, interval = paired_ratio_quotient((sums["tokens"], sums["seconds"]),
+                                                          (base["tokens"], base["seconds"]), seed)
+                row["speedup"], row["speedup_ci95"] = speedup, interval
+            phases = {name: sum(runs[i][f"{name}_seconds"] for i in common) for name in ("draft", "target", "verification")}
+            total = sum(sums["seconds"])
+            row.update({f"{name}_share": value / total for name, value in phases.items()})
+            rows.append(row)
     return rows
 
 
-def warm_up(target, draft, prompt: torch.Tensor) -> float:
-    """One short generation so that first-call costs stay out of the timings; returns its seconds."""
-    start = time.perf_counter()
-    generate(target, draft, prompt, scheme="rrs", tree="2x2", max_new_tokens=4, generator=torch.Generator(device=target.device))
-    return time.perf_counter() - start
+def differences(records: Sequence[dict], pairs: Sequence[tuple[str, str]], seed: int = 0) -> list[dict]:
+    """Paired differences of (Rao-Blackwellised and realised) block efficiency, config a minus config b."""
+    table = _by_config(records)
+    out = []
+    for temperature in sorted({t for t, _ in table}):
+        for a, b in pairs:
+            if (temperature, a) not in table or (temperature, b) not in table:
+                continue
+            common = sorted(set(table[(temperature, a)]) & set(table[(temperature, b)]))
+            if not common:
+                continue
+            sa, sb = per_prompt(table[(temperature, a)], common), per_prompt(table[(temperature, b)], common)
+            expected, expected_ci = paired_ratio_difference((sa["expected"], sa["steps"]), (sb["expected"], sb["steps"]), seed)
+            realised, realised_ci = paired_ratio_difference((sa["realised"], sa["steps"]), (sb["realised"], sb["steps"]), seed)
+            out.append({"temperature": temperature, "comparison": f"{a} - {b}", "prompts": len(common),
+                        "delta_expected": expected, "delta_expected_ci95": expected_ci,
+                        "delta_realised": realised, "delta_realised_ci95": realised_ci})
+    return out

@@ -15,11 +15,21 @@ class ModelPair:
     draft: object
     tokenizer: object
     names: dict  # {"target": ..., "draft": ..., "licences": ...}
+    paths: tuple  # (target, draft) local folders or files, for loading them again elsewhere
 
 
-def load_pair(target_path: str | None, draft_path: str | None) -> ModelPair:
-    """Local folders when both are given, else the pair installed by set-up (a clear error if missing)."""
+def load_pair(target_path: str | None, draft_path: str | None, *, draft_precision: str = "int8",
+              draft_vocab: int | None = None) -> ModelPair:
+    """Local folders when both are given, else the pair installed by set-up (a clear error if missing).
+
+    Both models are put on the fast path (:func:`multidraft.execution.prepare`);
+    the draft is made cheaper as asked (:func:`multidraft.execution.prepare_draft`).
+    """
     from multidraft import models
+    from multidraft.execution import DRAFT_PRECISIONS, prepare, prepare_draft
+
+    if draft_precision not in DRAFT_PRECISIONS:
+        raise ValueError(f"unknown draft precision {draft_precision!r}; choose one of {', '.join(DRAFT_PRECISIONS)}")
 
     if (target_path is None) != (draft_path is None):
         raise ValueError("give both --target and --draft, or neither (then the bundled pair is used)")
@@ -31,13 +41,19 @@ def load_pair(target_path: str | None, draft_path: str | None) -> ModelPair:
         draft = models.load_causal_lm(draft_path)
         tokenizer = models.load_tokenizer(target_path)
         names = {"target": str(target_path), "draft": str(draft_path), "licences": "see the model folders"}
+        paths = (target_path, draft_path)
     else:
         pair = models.bundled_pair()
         target, draft, tokenizer = models.load_bundled_pair()
         names = {"target": pair.target.name, "draft": pair.draft.name, "licences": list(pair.licenses)}
+        paths = (pair.target.hf_path(), pair.draft.hf_path())
     for model in (target, draft):
         model.config._attn_implementation = "sdpa"  # tree masks need an attention that takes a 4D mask
-    return ModelPair(target, draft, tokenizer, names)
+    special = [i for i in tokenizer.all_special_ids] + list(getattr(tokenizer, "added_tokens_decoder", {}))
+    prepare_draft(draft, precision=draft_precision, vocabulary=draft_vocab, special_ids=special)
+    prepare(target)
+    names["draft_option"] = {"precision": draft_precision, "vocabulary": draft_vocab}
+    return ModelPair(target, draft, tokenizer, names, paths)
 
 
 def pick_prompts(count: int) -> list[Prompt]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multidraft.cli import bench, generate, record, theory
+from multidraft.cli import bench, generate, plan, record, theory
 
-COMMANDS = [theory, generate, record, bench]
+COMMANDS = [theory, generate, record, plan, bench]
 
 
 class OneLineErrors(argparse.ArgumentParser):

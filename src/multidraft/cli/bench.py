@@ -1,8 +1,10 @@
 """``multidraft bench``: token-level and end-to-end benchmarks on real models and prompts.
 
-* ``bench tokens``   -- exact acceptance vs alpha* on recorded distributions;
-* ``bench generate`` -- block efficiency, tokens/s and speedup of real generation;
-* ``bench all``      -- record, then both, then the headline table (the main job).
+* ``bench tokens``    -- exact acceptance vs alpha* on recorded distributions;
+* ``bench generate``  -- tokens/s, speedup and block efficiency of real generation, interleaved,
+  resumable (``--resume``), with a Hugging Face assisted-generation row;
+* ``bench paired``    -- schemes compared at the same contexts (exact expected tokens per step);
+* ``bench all``       -- the short main job (``make demo``): committed results, a live generation, a small run.
 """
 
 from __future__ import annotations
@@ -26,62 +28,68 @@ def register(subparsers) -> None:
     tokens.add_argument("--out", type=Path, default=DEFAULT_OUT)
     tokens.set_defaults(run=run_tokens)
 
-    generate = commands.add_parser("generate", help="end-to-end generation benchmark")
+    generate = commands.add_parser("generate", help="end-to-end generation benchmark (resumable)")
     add_model_arguments(generate)
-    _add_generate_arguments(generate)
+    _add_run_arguments(generate, prompts=8, new_tokens=64)
+    generate.add_argument(
+        "--configs",
+        help="configurations separated by spaces or ';': autoregressive, hf:γ (Hugging Face assisted generation), "
+             "scheme:tree[:verifier] (e.g. 'autoregressive hf:5 sps:1x4 spechub:2x3 rrs-wor:3/2,1,0:token'); "
+             "default: autoregressive, sps chains and binary trees of depth 2-3 for rrs, rrs-wor, spechub",
+    )
+    generate.add_argument("--full", action="store_true", help="the full grid of schemes and trees (hours on a CPU)")
+    generate.add_argument("--name", default="generate", help="results file stem under --out (NAME.jsonl, NAME.md)")
     generate.set_defaults(run=run_generate)
 
-    everything = commands.add_parser("all", help="record, token-level and end-to-end benchmarks, headline table")
+    paired = commands.add_parser("paired", help="schemes compared at the same contexts (resumable)")
+    add_model_arguments(paired)
+    _add_run_arguments(paired, prompts=12, new_tokens=64)
+    paired.add_argument("--schemes", default="spechub,rrs,rrs-wor",
+                        help="entries scheme[:verifier], comma-separated; the first is compared with each other")
+    paired.add_argument("--tree", default="2x3", help="a uniform tree; every smaller depth is measured too")
+    paired.add_argument("--name", default="paired", help="results file stem under --out")
+    paired.set_defaults(run=run_paired)
+
+    everything = commands.add_parser("all", help="the main job: committed results, a live generation, a small run")
     add_model_arguments(everything)
-    _add_generate_arguments(everything)
-    everything.add_argument("--k", default="2-8", help="draft counts for the token-level table")
-    everything.add_argument("--record-prompts", type=int, help="prompts to record (quick 4, full 60)")
-    everything.add_argument("--record-tokens", type=int, help="tokens recorded per prompt (quick 16, full 64)")
-    everything.add_argument("--top-n", type=int, default=256)
-    everything.add_argument("--mc-draws", type=int, default=64)
+    add_sampling_arguments(everything, temperature=False)
+    everything.add_argument("--out", type=Path, default=Path("benchmarks/results/demo"))
     everything.set_defaults(run=run_all)
 
 
-def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--full", action="store_true", help="the full grid of schemes and trees (hours on a CPU)")
-    parser.add_argument("--configs", help="scheme:tree list, e.g. spechub:2x3,rrs:2x3 (overrides the grid)")
+def _add_run_arguments(parser: argparse.ArgumentParser, *, prompts: int, new_tokens: int) -> None:
     parser.add_argument("--temperatures", default="0.6,1.0")
     add_sampling_arguments(parser, temperature=False)
-    parser.add_argument("--prompts", type=int, help="prompts, round-robin over the categories (quick 2, full 30)")
-    parser.add_argument("--new-tokens", type=int, help="tokens generated per prompt (quick 16, full 128)")
+    parser.add_argument("--prompts", type=int, default=prompts, help="prompts, round-robin over the categories")
+    parser.add_argument("--new-tokens", type=int, default=new_tokens, help="tokens generated per prompt")
+    parser.add_argument("--max-prompt-tokens", type=int, default=128, help="user-text tokens kept per prompt")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-prompt-tokens", type=int, help="prompt tokens kept (quick 128, full 512)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--resume", action="store_true", help="continue the results file of an interrupted run")
 
 
-#: Sizes of the quick run (the main job, minutes on a 2-core CPU) and of ``--full`` (hours).
-SIZES = {
-    "prompts": (2, 30),
-    "new_tokens": (16, 128),
-    "max_prompt_tokens": (128, 512),
-    "record_prompts": (4, 60),
-    "record_tokens": (16, 64),
-}
-
-
-def _fill_sizes(args: argparse.Namespace) -> None:
-    """Unset size arguments take the quick or the full default."""
-    for name, (quick, full) in SIZES.items():
-        if getattr(args, name, "absent") is None:
-            setattr(args, name, full if args.full else quick)
-
-
-def _generate_plan(args: argparse.Namespace):
-    """Checked configurations and temperatures (before any model is loaded)."""
-    from multidraft.bench.generate import default_configs, parse_configs
-
-    _fill_sizes(args)
-    configs = parse_configs(args.configs) if args.configs else default_configs(args.full)
+def _checked_run_arguments(args: argparse.Namespace) -> list[float]:
     temperatures = number_list(args.temperatures)
+    if not temperatures:
+        raise ValueError("--temperatures lists no temperature")
     check_sampling(temperatures, args.top_k, args.top_p)
-    if args.prompts < 1 or args.new_tokens < 1:
-        raise ValueError("--prompts and --new-tokens must be >= 1")
-    return configs, temperatures
+    if args.prompts < 1 or args.new_tokens < 1 or args.max_prompt_tokens < 1:
+        raise ValueError("--prompts, --new-tokens and --max-prompt-tokens must be >= 1")
+    return temperatures
+
+
+def _run_header(args: argparse.Namespace, temperatures, **extra) -> dict:
+    """The parameters a results file is tied to: resuming with other ones is refused."""
+    return {"temperatures": temperatures, "prompts": args.prompts, "new_tokens": args.new_tokens,
+            "max_prompt_tokens": args.max_prompt_tokens, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
+            "target": args.target, "draft": args.draft, "draft_precision": args.draft_precision,
+            "draft_vocab": args.draft_vocab, **extra}
+
+
+def _encoded_prompts(pair, args) -> list:
+    from multidraft.bench.inputs import encode, pick_prompts
+
+    return [encode(pair.tokenizer, prompt, args.max_prompt_tokens) for prompt in pick_prompts(args.prompts)]
 
 
 def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
@@ -145,74 +153,65 @@ def token_markdown(rows: list[dict]) -> str:
     )
 
 
+def _interval(value) -> str:
+    from multidraft.bench.stats import format_interval
+
+    return format_interval(value)
+
+
 def generate_markdown(rows: list[dict]) -> str:
     from multidraft.bench.report import markdown_table
 
-    shown = [
-        {
-            **row,
-            "ci": "[{:.3f}, {:.3f}]".format(*row["block_efficiency_ci95"]),
-            "verification_pct": 100 * row["verification_share"],
-        }
-        for row in rows
-    ]
-    return markdown_table(
-        shown,
-        [
-            ("temperature", "T"),
-            ("config", "configuration"),
-            ("block_efficiency", "tokens/step"),
-            ("ci", "95% CI"),
-            ("tokens_per_second", "tokens/s"),
-            ("speedup", "speedup"),
-            ("verification_pct", "verification %"),
-            ("tokens", "tokens"),
-        ],
-    )
+    shown = [{**row, "tps_ci": _interval(row.get("tokens_per_second_ci95")),
+              "speedup_ci": _interval(row.get("speedup_ci95")),
+              "be_ci": _interval(row.get("block_efficiency_ci95")),
+              "rb_ci": _interval(row.get("expected_block_efficiency_ci95")) if "expected_block_efficiency" in row else "",
+              "verification_pct": 100 * row["verification_share"]} for row in rows]
+    return markdown_table(shown, [
+        ("temperature", "T"), ("config", "configuration"), ("prompts", "prompts"), ("tokens_per_second", "tokens/s"),
+        ("tps_ci", "95% CI"), ("speedup", "speedup"), ("speedup_ci", "95% CI"),
+        ("block_efficiency", "tokens/call (realised)"), ("be_ci", "95% CI"),
+        ("expected_block_efficiency", "tokens/call (exact expectation)"), ("rb_ci", "95% CI"),
+        ("verification_pct", "verification %"),
+    ])
 
 
-def _generate_outputs(pair, args, configs, temperatures) -> list[dict]:
-    from tqdm import tqdm
-
-    from multidraft.bench import generate, report
-    from multidraft.bench.headline import spechub_gains
-    from multidraft.bench.inputs import encode, pick_prompts
-
-    prompts = [encode(pair.tokenizer, p, args.max_prompt_tokens) for p in pick_prompts(args.prompts)]
-    generate.warm_up(pair.target, pair.draft, prompts[0])
-    total = len(temperatures) * (len(configs) + 1) * len(prompts)
-    with tqdm(total=total, desc="generate", unit="run") as bar:
-        rows = generate.run(
-            pair.target, pair.draft, prompts, configs=configs, temperatures=temperatures, new_tokens=args.new_tokens,
-            top_k=args.top_k, top_p=args.top_p, eos_token_id=None, seed=args.seed,
-            progress=lambda label: (bar.set_postfix_str(label), bar.update()),
-        )
-    gains = spechub_gains(rows)
-    report.write_json({"benchmark": "generate", "models": pair.names, "new_tokens": args.new_tokens,
-                       "prompts": args.prompts, "rows": rows, "spechub_gains": gains}, args.out / "generate.json")
-    report.write_csv([{k: v for k, v in r.items() if not k.startswith("per_prompt")} for r in rows], args.out / "generate.csv")
-    (args.out / "generate.md").write_text(generate_markdown(rows) + "\n\n" + gains_markdown(gains) + "\n")
-    for temperature in temperatures:
-        series = {}  # one line per scheme and branching, block efficiency against depth
-        for row in rows:
-            if row["temperature"] == temperature and "scheme" in row and "x" in row["tree"]:
-                branching, depth = row["tree"].split("x")
-                x, y = series.setdefault(f"{row['scheme']} {branching}x", ([], []))
-                x.append(int(depth))
-                y.append(row["block_efficiency"])
-        report.plot_lines(series, args.out / f"generate_T{temperature}.png", title=f"Tokens per step (T = {temperature})",
-                          xlabel="tree depth", ylabel="tokens per target call")
-    return rows
-
-
-def gains_markdown(gains: list[dict]) -> str:
+def differences_markdown(rows: list[dict]) -> str:
     from multidraft.bench.report import markdown_table
+    from multidraft.bench.stats import format_interval
 
-    shown = [{**g, "ci": "[{:+.3f}, {:+.3f}]".format(*g["ci95"])} for g in gains]
-    return markdown_table(
-        shown, [("temperature", "T"), ("tree", "tree"), ("comparison", "comparison"),
-                ("delta_block_efficiency", "Δ tokens/step"), ("ci", "95% CI")]
-    )
+    shown = [{**row, "e_ci": format_interval(row["delta_expected_ci95"], signed=True),
+              "r_ci": format_interval(row["delta_realised_ci95"], signed=True)} for row in rows]
+    return markdown_table(shown, [
+        ("temperature", "T"), ("comparison", "comparison"), ("prompts", "prompts"),
+        ("delta_expected", "Δ tokens/call (exact expectation)"), ("e_ci", "95% CI"),
+        ("delta_realised", "Δ tokens/call (realised)"), ("r_ci", "95% CI"),
+    ])
+
+
+def _comparisons(labels: list[str]) -> list[tuple[str, str]]:
+    """spechub against rrs and rrs-wor at every tree run for all three; other verifiers against token."""
+    pairs = []
+    for label in labels:
+        parts = label.split(" ")
+        if parts[0] == "spechub" and len(parts) == 2:
+            pairs += [(label, f"{other} {parts[1]}") for other in ("rrs", "rrs-wor") if f"{other} {parts[1]}" in labels]
+        if len(parts) == 3 and f"{parts[0]} {parts[1]}" in labels:
+            pairs.append((label, f"{parts[0]} {parts[1]}"))
+    return pairs
+
+
+def write_generate_report(store, out: Path, name: str) -> list[dict]:
+    from multidraft.bench import report
+    from multidraft.bench.generate import differences, summarise
+
+    records = store.records()
+    rows = summarise(records)
+    gains = differences(records, _comparisons(list(dict.fromkeys(r["config"] for r in records))))
+    report.write_json({"benchmark": "generate", "header": store.header, "rows": rows, "differences": gains},
+                      out / f"{name}.json")
+    (out / f"{name}.md").write_text(generate_markdown(rows) + "\n\n" + differences_markdown(gains) + "\n")
+    return rows
 
 
 def run_tokens(args: argparse.Namespace) -> int:
@@ -228,31 +227,80 @@ def run_tokens(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from multidraft.bench.inputs import load_pair
+    from tqdm import tqdm
 
-    configs, temperatures = _generate_plan(args)
-    pair = load_pair(args.target, args.draft)
-    rows = _generate_outputs(pair, args, configs, temperatures)
-    print(generate_markdown(rows))
+    from multidraft.bench import generate
+    from multidraft.bench.inputs import load_pair
+    from multidraft.bench.store import ResultStore
+
+    # Everything is checked before a model is loaded.
+    temperatures = _checked_run_arguments(args)
+    configs = generate.parse_configs(args.configs) if args.configs else generate.default_configs(args.full)
+    header = _run_header(args, temperatures, configs=[c.label for c in configs])
+    store = ResultStore(args.out / f"{args.name}.jsonl", header, ("temperature", "config", "prompt"), resume=args.resume)
+    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+    hf_pair = None
+    if any(config.scheme == generate.HF_ASSISTED for config in configs):
+        from multidraft.bench.hf_assisted import load_hf_pair
+
+        hf_pair = load_hf_pair(*pair.paths)
+    prompts = _encoded_prompts(pair, args)
+    generate.warm_up(pair, configs, prompts[0], hf_pair)
+    total = len(temperatures) * len(configs) * len(prompts)
+    with tqdm(total=total, desc="generate", unit="run") as bar:
+        generate.run(pair, prompts, store, configs=configs, temperatures=temperatures, new_tokens=args.new_tokens,
+                     top_k=args.top_k, top_p=args.top_p, seed=args.seed, hf_pair=hf_pair,
+                     progress=lambda label: (bar.set_postfix_str(label), bar.update()))
+    write_generate_report(store, args.out, args.name)
+    print((args.out / f"{args.name}.md").read_text())
+    return 0
+
+
+def paired_markdown(rows: list[dict], gains: list[dict]) -> str:
+    from multidraft.bench.report import markdown_table
+    from multidraft.bench.stats import format_interval
+
+    table = markdown_table([{**r, "ci": format_interval(r["ci95"])} for r in rows], [
+        ("temperature", "T"), ("scheme", "scheme"), ("depth", "depth"), ("prompts", "prompts"), ("steps", "steps"),
+        ("expected_tokens_per_step", "E tokens/call"), ("ci", "95% CI")])
+    differences = markdown_table([{**g, "ci": format_interval(g["ci95"], signed=True)} for g in gains], [
+        ("temperature", "T"), ("depth", "depth"), ("comparison", "comparison"), ("prompts", "prompts"),
+        ("delta", "Δ E tokens/call"), ("ci", "95% CI")])
+    return table + "\n\n" + differences
+
+
+def run_paired(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from multidraft.bench import paired, report
+    from multidraft.bench.inputs import load_pair
+    from multidraft.bench.store import ResultStore
+
+    temperatures = _checked_run_arguments(args)
+    names = [name.strip() for name in args.schemes.split(",") if name.strip()]
+    paired.check_plan(names, args.tree)
+    header = _run_header(args, temperatures, schemes=names, tree=args.tree)
+    store = ResultStore(args.out / f"{args.name}.jsonl", header, ("temperature", "prompt"), resume=args.resume)
+    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+    prompts = _encoded_prompts(pair, args)
+    with tqdm(total=len(temperatures) * len(prompts), desc="paired", unit="prompt") as bar:
+        for temperature in temperatures:
+            for index, prompt in enumerate(prompts):
+                if not store.done((temperature, index)):
+                    result = paired.paired_steps(
+                        pair.target, pair.draft, prompt, names=names, tree=args.tree, temperature=temperature,
+                        new_tokens=args.new_tokens, seed=args.seed + index, top_k=args.top_k, top_p=args.top_p)
+                    store.append({"temperature": temperature, "prompt": index, **result})
+                bar.update()
+    rows, gains = paired.summarise(store.records(), names)
+    report.write_json({"benchmark": "paired", "header": store.header, "rows": rows, "differences": gains},
+                      args.out / f"{args.name}.json")
+    (args.out / f"{args.name}.md").write_text(paired_markdown(rows, gains) + "\n")
+    print((args.out / f"{args.name}.md").read_text())
     return 0
 
 
 def run_all(args: argparse.Namespace) -> int:
-    from multidraft.bench.inputs import load_pair
-    from multidraft.cli.record import record_to_file
+    from multidraft.bench.demo import run_demo
 
-    configs, temperatures = _generate_plan(args)
-    ks = number_list(args.k, int)
-    pair = load_pair(args.target, args.draft)
-    record_args = argparse.Namespace(
-        prompts=args.record_prompts, new_tokens=args.record_tokens, top_n=args.top_n,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_prompt_tokens=args.max_prompt_tokens,
-    )
-    recordings = [record_to_file(record_args, pair, t, args.out / f"recording_T{t}.npz") for t in temperatures]
-    _token_outputs(recordings, ks, args.mc_draws, args.out)
-    _generate_outputs(pair, args, configs, temperatures)
-    print("\n## Token level: acceptance vs alpha*\n")
-    print((args.out / "tokens.md").read_text())
-    print("\n## End to end\n")
-    print((args.out / "generate.md").read_text())
-    return 0
+    return run_demo(args)

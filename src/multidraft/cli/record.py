@@ -58,7 +58,9 @@ def record_to_file(args: argparse.Namespace, pair, temperature: float, out: Path
             new_tokens=args.new_tokens,
             top_n=args.top_n,
             seed=args.seed,
-            header={**pair.names, "prompts": [f"{p.category}/{p.id}" for p in prompts]},
+            header={**pair.names, "prompts": [f"{p.category}/{p.id}" for p in prompts],
+                    "max_prompt_tokens": args.max_prompt_tokens, "draft_precision": args.draft_precision,
+                    "draft_vocab": args.draft_vocab},  # all that shapes the rows: a resume must match it
             progress=lambda _: bar.update(),
             journal=journal_path(out),
             resume=resume,
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--prompts, --new-tokens and --top-n must be >= 1")
     if args.out.suffix != ".npz":
         raise ValueError(f"--out must be a .npz file, got {str(args.out)!r}")
-    pair = load_pair(args.target, args.draft)
+    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
     recording = record_to_file(args, pair, args.temperature, args.out, resume=args.resume)
     print(f"recorded {len(recording)} positions to {args.out}")
     return 0

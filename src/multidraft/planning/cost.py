@@ -1,0 +1,138 @@
+"""Predicted tokens per step, seconds per step and tokens/s of any (scheme, tree) on a profiled machine.
+
+**Tokens per step.**  Expand the shape into template nodes.  A non-root node
+v, draft i of its parent u (which draws k_u drafts), is reached with
+probability reach(v) = reach(u) * accept_{k_u}[i] and exists with probability
+exist(v) = exist(u) * new_{k_u}[i] (:mod:`multidraft.planning.acceptance`).
+Then E[tokens per step] = 1 + sum_v reach(v) (the accepted drafts, plus the
+residual or bonus token), the expected nodes of level d are sum_{v at d}
+exist(v), the walk verifies at sum_{u with drafts} reach(u) nodes and ends
+at a leaf with probability sum_{leaves} reach(v).
+
+**Seconds per step** (:class:`multidraft.planning.profile.Profile`): the
+draft reads 1 + P(last walk ended at a leaf) committed tokens at the root,
+then every level whose nodes draw drafts; the target reads the root and
+every node (its cache lacks only the root); plus the per-step overheads:
+laws of every scored row, drafting per level, verification per visited
+node, growing the tree per level and cutting both caches.
+
+**Tokens/s** of a whole generation of L tokens from an n-token prompt:
+L / (prefill + steps x seconds per step), with steps = L / E[tokens per
+step], the prefill the first forwards over the prompt, and the context at
+its mean n + L / 2.  Autoregressive sampling is the chain of depth 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multidraft.planning.acceptance import RankRates
+from multidraft.planning.profile import Profile
+from multidraft.tree import TreeShape, TreeTemplate
+
+
+def template_of(shape: TreeShape) -> TreeTemplate:
+    """A uniform shape as a per-node template (for shapes the planner can afford to expand)."""
+    if isinstance(shape, TreeTemplate):
+        return shape
+    levels, width = [], 1
+    for k in shape:
+        levels.append((k,) * width)
+        width *= k
+    return TreeTemplate(tuple(levels))
+
+
+@dataclass(frozen=True)
+class StepPrediction:
+    tokens: float  # E[tokens per step]
+    seconds: float  # seconds per step
+    level_nodes: tuple[float, ...]  # E[nodes] at depths 0..D
+    verified: float  # E[nodes verified]
+    leaf_end: float  # P(the walk ends at a leaf)
+
+
+def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[float, list[float], float, float, list[bool]]:
+    """(E tokens, E nodes per level, E verified nodes, P(leaf end), whether each level is read by the draft)."""
+    template = template_of(shape)
+    reach, exist = [1.0], [1.0]  # per template node, breadth first
+    level_nodes, verified, leaf_end, read = [1.0], 0.0, 0.0, []
+    start = 0
+    for level in template.levels:
+        read.append(any(k > 0 for k in level))
+        next_reach, next_exist = [], []
+        for offset, k in enumerate(level):
+            node = start + offset
+            if k == 0:
+                leaf_end += reach[node]
+                continue
+            verified += reach[node]
+            accept, new = rates.accept(scheme, k), rates.new(scheme, k)
+            next_reach += [reach[node] * a for a in accept]
+            next_exist += [exist[node] * n for n in new]
+        start += len(level)
+        reach += next_reach
+        exist += next_exist
+        level_nodes.append(sum(next_exist))
+    leaf_end += sum(reach[start:])  # the last level: all leaves
+    return 1.0 + sum(reach[1:]), level_nodes, verified, leaf_end, read
+
+
+def step_seconds(profile: Profile, scheme: str, shape: TreeShape, level_nodes, verified: float, leaf_end: float,
+                 read, context: float) -> float:
+    """Seconds of one step (see module docstring)."""
+    template = template_of(shape)
+    over = profile.overheads
+    nodes = sum(level_nodes)
+    seconds = profile.target(nodes, context)  # the root and every node
+    internal = 0.0
+    for depth, level in enumerate(template.levels):
+        if not read[depth]:
+            break
+        queries = 1.0 + leaf_end if depth == 0 else level_nodes[depth]
+        seconds += profile.draft(queries, context)
+        internal += level_nodes[depth]
+        for k in sorted({k for k in level if k > 0}):
+            share = sum(1 for x in level if x == k) / len(level)
+            per_call, per_row = over["drafts"][f"{scheme}:{k}"]
+            seconds += per_call + per_row * level_nodes[depth] * share
+        seconds += over["tree_level"]
+    ks = [k for level in template.levels for k in level if k > 0]
+    verify = sum(over["verify"][f"{scheme}:{k}"] for k in ks) / len(ks)
+    seconds += verify * verified
+    seconds += 2 * over["laws_call"] + over["laws_row"] * (nodes + internal)
+    seconds += 2 * over["keep_path"]
+    return seconds
+
+
+def predict_step(profile: Profile, rates: RankRates, scheme: str, shape: TreeShape, context: float) -> StepPrediction:
+    tokens, level_nodes, verified, leaf_end, read = expected_tree(rates, scheme, shape)
+    seconds = step_seconds(profile, scheme, shape, level_nodes, verified, leaf_end, read, context)
+    return StepPrediction(tokens, seconds, tuple(level_nodes), verified, leaf_end)
+
+
+def autoregressive_step(profile: Profile, context: float) -> float:
+    """Seconds per token of plain sampling: one 1-token target forward, one law, one draw."""
+    over = profile.overheads
+    return profile.target(1, context) + over["laws_call"] + over["laws_row"] + over["drafts"]["sps:1"][0]
+
+
+def generation_seconds(step: float, tokens_per_step: float, prefill: float, new_tokens: int) -> float:
+    return prefill + new_tokens / tokens_per_step * step
+
+
+def predict_generation(profile: Profile, rates: RankRates | None, scheme: str | None, shape: TreeShape | None,
+                       prompt_tokens: int, new_tokens: int) -> dict:
+    """Predicted seconds and tokens/s of one generation; ``scheme=None`` is autoregressive sampling."""
+    context = prompt_tokens + new_tokens / 2
+    if scheme is None:
+        prefill = profile.target(prompt_tokens, 0)
+        step = autoregressive_step(profile, context)
+        seconds = prefill + (new_tokens - 1) * step
+        return {"tokens_per_step": 1.0, "step_seconds": step, "seconds": seconds, "tokens_per_second": new_tokens / seconds,
+                "decode_tokens_per_second": 1 / step}
+    prediction = predict_step(profile, rates, scheme, shape, context)
+    prefill = profile.target(prompt_tokens, 0) + profile.draft(prompt_tokens, 0)
+    seconds = generation_seconds(prediction.seconds, prediction.tokens, prefill, new_tokens)
+    return {"tokens_per_step": prediction.tokens, "step_seconds": prediction.seconds, "seconds": seconds,
+            "tokens_per_second": new_tokens / seconds, "decode_tokens_per_second": prediction.tokens / prediction.seconds,
+            "nodes": sum(prediction.level_nodes)}

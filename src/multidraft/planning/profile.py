@@ -1,0 +1,266 @@
+"""The measured cost model of one machine and model pair (``multidraft profile``).
+
+What a decoding step costs is measured, not assumed:
+
+* **forwards**: seconds of :func:`multidraft.decoding.forward` of the target
+  and of the draft against the number of query tokens Q (1..64, plus prompt
+  lengths for the prefill) at two context lengths, on the execution path the
+  decoder uses (:mod:`multidraft.execution`), each point the median of a few
+  runs after a warm-up; between grid points the cost is interpolated
+  linearly in Q and in the context;
+* **per-step overheads** on tensors of the real vocabulary: turning logits
+  into laws (per row), drawing drafts (per scheme, k and row), verifying one
+  node (per scheme and k), growing the tree and cutting a KV cache back;
+* **the roofline**: read bandwidth (a sum over a 512 MB tensor) and matmul
+  throughput (the prepacked linear on a 256-row batch) of this machine, the
+  bytes of weights and KV cache a forward reads and its FLOPs, so that each
+  measured forward can be set beside max(bytes / bandwidth, FLOPs / throughput).
+
+A :class:`Profile` is JSON (``save`` / ``load``); :mod:`multidraft.planning.cost`
+turns it into seconds per step of any (scheme, tree).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multidraft import schemes
+from multidraft.decoding import Sampling, forward, keep_path, new_cache, output_size
+from multidraft.execution import prepare
+from multidraft.planning.acceptance import PLANNED
+from multidraft.tree import Tree
+
+QUERIES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+PREFILL = (128, 256)
+CONTEXTS = (64, 512)
+#: (scheme, k) pairs whose drafting and verification costs are measured: those the planner considers.
+SCHEME_KS = tuple((name, k) for name, ks in PLANNED.items() for k in ks)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@dataclass
+class ForwardCosts:
+    """Seconds of one forward: ``seconds[c][j]`` at context ``contexts[c]`` and ``queries[j]`` query tokens."""
+
+    queries: list[int]
+    contexts: list[int]
+    seconds: list[list[float]]
+
+    def __call__(self, queries: float, context: float) -> float:
+        """Interpolated (linearly; beyond the grid, along the last segment) seconds of a forward."""
+        per_context = [_linear(self.queries, row, queries) for row in self.seconds]
+        return max(_linear(self.contexts, per_context, context), 0.0)
+
+
+def _linear(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    if len(xs) == 1:
+        return float(ys[0])
+    i = int(np.clip(np.searchsorted(xs, x) - 1, 0, len(xs) - 2))
+    return float(ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i]))
+
+
+@dataclass
+class Profile:
+    """Everything the cost model needs for one machine and model pair (see module docstring)."""
+
+    machine: dict
+    models: dict
+    target: ForwardCosts
+    draft: ForwardCosts
+    overheads: dict  # seconds: laws_row, laws_call, drafts[scheme:k] = [per call, per row], verify[scheme:k], tree_level, keep_path
+    roofline: dict = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        data = json.loads(Path(path).read_text())
+        return cls(data["machine"], data["models"], ForwardCosts(**data["target"]), ForwardCosts(**data["draft"]),
+                   data["overheads"], data.get("roofline", {}))
+
+
+def machine_description() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "platform": platform.platform(), "load_average": list(os.getloadavg())}
+
+
+# -- forwards ---------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def forward_costs(model, queries: Sequence[int], contexts: Sequence[int], repeats: int = 3) -> ForwardCosts:
+    """Median seconds of a ``queries``-token forward after ``context`` cached tokens, all logits kept."""
+    prepare(model)
+    vocab = output_size(model)
+    generator = torch.Generator().manual_seed(0)
+    seconds = []
+    for context in contexts:
+        cache = new_cache()
+        tokens = torch.randint(0, min(vocab, 30000), (context + max(queries),), generator=generator)
+        forward(model, cache, tokens[:context], torch.arange(context),
+                torch.ones(context, context, dtype=torch.bool).tril(), 1)
+        row = []
+        for q in queries:
+            visible = torch.ones(q, context + q, dtype=torch.bool).tril(context)
+
+            def once():
+                forward(model, cache, tokens[context : context + q], torch.arange(context, context + q), visible, q)
+                keep_path(cache, context, [])
+
+            row.append(median_seconds(once, repeats if q <= 64 else 1))
+        seconds.append(row)
+    return ForwardCosts(list(queries), list(contexts), seconds)
+
+
+# -- per-step overheads -----------------------------------------------------------------------------
+
+
+def _laws(vocab: int, rows: int, generator) -> torch.Tensor:
+    logits = torch.randn(rows, vocab, generator=generator) * 4
+    return torch.softmax(logits, -1)
+
+
+def overhead_costs(vocab: int, model, repeats: int = 5) -> dict:
+    """Seconds of the step's work outside the forwards (see module docstring), on [rows, vocab] tensors."""
+    generator = torch.Generator().manual_seed(0)
+    sampling = Sampling(1.0, None, None, torch.device("cpu"), torch.float32)
+    logits = {n: torch.randn(n, vocab, generator=generator) * 4 for n in (1, 16)}
+    laws_1 = median_seconds(lambda: sampling.laws(logits[1]), repeats)
+    laws_16 = median_seconds(lambda: sampling.laws(logits[16]), repeats)
+    p, q = _laws(vocab, 16, generator), _laws(vocab, 16, generator)
+    drafts, verify = {}, {}
+    for name, k in SCHEME_KS:
+        scheme = schemes.get(name)
+        one = median_seconds(lambda: scheme.sample_drafts(q[:1], k, generator), repeats)
+        many = median_seconds(lambda: scheme.sample_drafts(q[:8], k, generator), repeats)
+        drafts[f"{name}:{k}"] = [one - (many - one) / 7, (many - one) / 7]  # per call, per row
+        x = scheme.sample_drafts(q[:1], k, generator)[0]
+        verify[f"{name}:{k}"] = median_seconds(lambda: scheme.verify(p[0], q[0], x, generator), repeats)
+
+    def level():
+        tree = Tree.from_root(1, shape=(2, 2))
+        tree.grow(torch.tensor([[3, 4]]))
+        tree.visibility(tree.level(1), prefix=200)
+        tree.positions(tree.level(1), 200)
+
+    cache = new_cache()
+    forward(model, cache, torch.arange(256), torch.arange(256), torch.ones(256, 256, dtype=torch.bool).tril(), 1)
+
+    def cut():
+        keep_path(cache, 250, [251, 253])
+
+    return {
+        "laws_call": max(laws_1 - (laws_16 - laws_1) / 15, 0.0),
+        "laws_row": (laws_16 - laws_1) / 15,
+        "drafts": drafts,
+        "verify": verify,
+        "tree_level": median_seconds(level, repeats) / 1,
+        "keep_path": median_seconds(cut, repeats),
+    }
+
+
+# -- roofline ---------------------------------------------------------------------------------------
+
+
+def linear_parameters(model) -> tuple[int, int]:
+    """(parameters in linear layers, bytes they occupy): what a forward reads besides the KV cache."""
+    count = size = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if callable(weight):  # dynamically quantised linear: weight() -> quantised tensor
+            weight = weight()
+        if module is model.get_input_embeddings() or not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            continue
+        if weight.device.type == "meta":
+            continue
+        count += weight.shape[0] * weight.shape[1]
+        size += weight.shape[0] * weight.shape[1] * weight.element_size()
+    return count, size
+
+
+def kv_bytes_per_position(model) -> int:
+    config = model.config.get_text_config()
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers * 2 * kv_heads * head_dim * 4
+
+
+def attention_flops(model, queries: int, context: int) -> float:
+    config = model.config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 4.0 * config.num_hidden_layers * config.num_attention_heads * head_dim * queries * (context + queries)
+
+
+def machine_roofline(repeats: int = 5) -> dict:
+    """Read bandwidth (bytes/s) and float32 prepacked-matmul throughput (FLOP/s) of this machine."""
+    from torch.utils import mkldnn
+
+    big = torch.ones(128 * 1024 * 1024)  # 512 MB
+    bandwidth = big.numel() * 4 / median_seconds(lambda: big.sum(), repeats)
+    del big
+    linear = mkldnn.MkldnnLinear(torch.nn.Linear(1536, 8960, bias=False), torch.float32)
+    x = torch.randn(256, 1536)
+    with torch.no_grad():
+        throughput = 2 * 256 * 1536 * 8960 / median_seconds(lambda: linear(x), repeats)
+    return {"read_bandwidth_bytes_per_s": bandwidth, "matmul_flops_per_s": throughput}
+
+
+def roofline_seconds(model, machine: dict, queries: int, context: int) -> float:
+    """max(bytes read / bandwidth, FLOPs / throughput) of one forward."""
+    count, size = linear_parameters(model)
+    read = size + kv_bytes_per_position(model) * context
+    flops = 2.0 * count * queries + attention_flops(model, queries, context)
+    return max(read / machine["read_bandwidth_bytes_per_s"], flops / machine["matmul_flops_per_s"])
+
+
+def measure(target, draft, names: dict, *, queries=QUERIES, contexts=CONTEXTS, prefill=PREFILL,
+            progress: Callable[[str], None] | None = None) -> Profile:
+    """Measure a :class:`Profile` of the (prepared) pair on this machine."""
+    say = progress or (lambda message: None)
+    say("roofline")
+    machine = machine_roofline()
+    say("target forwards")
+    target_costs = forward_costs(target, [*queries, *prefill], contexts)
+    say("draft forwards")
+    draft_costs = forward_costs(draft, [*queries, *prefill], contexts)
+    say("per-step overheads")
+    overheads = overhead_costs(output_size(target), target)
+    roofline = dict(machine)
+    for role, model, costs in (("target", target, target_costs), ("draft", draft, draft_costs)):
+        count, size = linear_parameters(model)
+        roofline[role] = {
+            "linear_parameters": count, "weight_bytes": size, "kv_bytes_per_position": kv_bytes_per_position(model),
+            "points": [{"queries": q, "context": c, "measured_s": costs.seconds[i][j],
+                        "roofline_s": roofline_seconds(model, machine, q, c)}
+                       for i, c in enumerate(costs.contexts) for j, q in enumerate(costs.queries)],
+        }
+    return Profile(machine_description(), names, target_costs, draft_costs, overheads, roofline)

@@ -1,0 +1,111 @@
+"""The cost model and the planner on synthetic profiles and exact rates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from multidraft.planning.acceptance import PLANNED, RankRates, rank_rates
+from multidraft.planning.cost import expected_tree, predict_generation, predict_step, template_of
+from multidraft.planning.planner import best_per_scheme, candidates, grown_templates, plan
+from multidraft.planning.profile import ForwardCosts, Profile
+from multidraft.tree import TreeTemplate, parse_shape
+
+
+def flat_rates(a: float) -> RankRates:
+    """Every scheme and k: the child of rank i is entered with probability a * (1 - a)^i and always exists."""
+    rates = {}
+    for name, ks in PLANNED.items():
+        for k in ks:
+            rates[f"{name}:{k}"] = {"accept": [a * (1 - a) ** i for i in range(k)], "new": [1.0] * k,
+                                    "accept_se": [0.0] * k}
+    return RankRates(1.0, None, None, 1, 1, rates)
+
+
+def linear_profile(target_per_query: float, draft_one: float) -> Profile:
+    """Target: 0.1 s plus ``target_per_query`` per query; draft: ``draft_one`` flat; no overheads."""
+    queries = [1, 2, 64, 256]
+    target = ForwardCosts(queries, [0, 512], [[0.1 + target_per_query * q for q in queries]] * 2)
+    draft = ForwardCosts(queries, [0, 512], [[draft_one] * len(queries)] * 2)
+    keys = [f"{name}:{k}" for name, ks in PLANNED.items() for k in ks]
+    zero = {"laws_call": 0.0, "laws_row": 0.0, "tree_level": 0.0, "keep_path": 0.0,
+            "drafts": {key: [0.0, 0.0] for key in keys}, "verify": {key: 0.0 for key in keys}}
+    return Profile({}, {}, target, draft, zero)
+
+
+def test_forward_costs_interpolate_linearly():
+    costs = ForwardCosts([1, 3], [0, 100], [[1.0, 3.0], [2.0, 6.0]])
+    assert costs(2, 0) == pytest.approx(2.0)
+    assert costs(1, 50) == pytest.approx(1.5)
+    assert costs(5, 0) == pytest.approx(5.0)  # beyond the grid: the last segment extended
+
+
+def test_expected_tokens_of_a_chain_and_of_a_binary_tree():
+    rates = flat_rates(0.6)
+    tokens, level_nodes, verified, leaf_end, read = expected_tree(rates, "sps", (1, 1, 1))
+    assert tokens == pytest.approx(1 + 0.6 + 0.36 + 0.216)
+    assert level_nodes == [1.0, 1.0, 1.0, 1.0] and read == [True, True, True]
+    assert verified == pytest.approx(1 + 0.6 + 0.36) and leaf_end == pytest.approx(0.216)
+    both = 0.6 + 0.6 * 0.4
+    tokens, level_nodes, *_ = expected_tree(rates, "rrs", (2, 2))
+    assert tokens == pytest.approx(1 + both + both**2)
+    assert level_nodes == [1.0, 2.0, 4.0]
+
+
+def test_templates_expand_uniform_shapes_and_score_per_node_counts():
+    assert template_of((2, 3)).levels == ((2,), (3, 3))
+    rates = flat_rates(0.5)
+    tokens, level_nodes, *_ = expected_tree(rates, "rrs", parse_shape("2/1,0"))
+    assert tokens == pytest.approx(1 + 0.5 + 0.25 + 0.5 * 0.5)
+    assert level_nodes == [1.0, 2.0, 1.0]
+
+
+def test_duplicate_drafts_shrink_the_expected_tree():
+    rates = flat_rates(0.5)
+    rates.rates["rrs:2"]["new"] = [1.0, 0.25]
+    _, level_nodes, *_ = expected_tree(rates, "rrs", (2, 2))
+    assert level_nodes == [1.0, 1.25, 1.25 * 1.25]
+
+
+def test_step_seconds_count_the_draft_levels_and_the_target_nodes():
+    profile = linear_profile(0.01, 0.05)
+    step = predict_step(profile, flat_rates(0.6), "sps", (1, 1, 1), context=100)
+    assert step.seconds == pytest.approx(3 * 0.05 + 0.1 + 0.01 * 4)
+    whole = predict_generation(profile, None, None, None, prompt_tokens=10, new_tokens=5)
+    assert whole["seconds"] == pytest.approx((0.1 + 0.01 * 10) + 4 * 0.11)
+
+
+def test_grown_templates_are_valid_and_grow_node_by_node():
+    rates = flat_rates(0.7)
+    grown = grown_templates(rates, "rrs-wor", max_nodes=20)
+    assert all(isinstance(t, TreeTemplate) for t in grown)
+    assert [t.size for t in grown] == list(range(2, 21))
+    assert grown[0].spelling == "1"
+    # The most likely branch is extended first: with a = 0.7 the second node deepens the chain.
+    assert grown[1].spelling == "1/1"
+    hub = grown_templates(rates, "spechub", max_nodes=20)
+    assert all(k in (0, 2) for t in hub for k in t.counts)
+
+
+def test_the_planner_deepens_when_drafting_is_free_and_stops_when_it_is_dear():
+    rates = flat_rates(0.8)
+    cheap = plan(linear_profile(0.001, 0.0), rates, schemes=("sps", "rrs-wor"))
+    dear = plan(linear_profile(0.001, 0.2), rates, schemes=("sps", "rrs-wor"))
+    assert cheap[0].tokens_per_step > dear[0].tokens_per_step
+    assert any(c.tree.startswith("1x") for c in cheap)  # chains are candidates
+    assert [c.scheme for c in best_per_scheme(cheap)] == sorted({c.scheme for c in cheap},
+                                                               key=lambda s: -max(c.tokens_per_second for c in cheap if c.scheme == s))
+    assert math.isclose(cheap[0].tokens_per_second, cheap[0].tokens_per_step / cheap[0].step_seconds)
+    assert all(len(candidates(rates, name, 16)) > 3 for name in ("sps", "rrs", "spechub", "greedy"))
+
+
+def test_rank_rates_of_the_deterministic_top_k_law_are_exact():
+    p = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)
+    q = torch.tensor([[0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.4, 0.1]], dtype=torch.float64)
+    rates = rank_rates(p, q, temperature=1.0, draws=4, plan={"topk": (2,), "sps": (1,)})
+    # topk drafts q's top two; each is entered with its target probability
+    assert rates.accept("topk", 2) == pytest.approx([(0.3 + 0.3) / 2, (0.2 + 0.1) / 2], abs=1e-12)
+    assert rates.new("topk", 2) == [1.0, 1.0]
+    assert 0 < rates.accept("sps", 1)[0] <= 1
