@@ -66,6 +66,8 @@ def test_record_killed_then_resumed_equals_an_uninterrupted_run(models, tmp_path
     assert "already exists; pass --resume" in capsys.readouterr().err
     assert main(["record", *pair, *RECORD[:-2], "--seed", "4", "--out", str(out), "--resume"]) == 2
     assert "seed: stored 3, now 4" in capsys.readouterr().err
+    assert main(["record", *pair, *RECORD, "--draft-precision", "float32", "--out", str(out), "--resume"]) == 2
+    assert "draft_precision: stored 'int8', now 'float32'" in capsys.readouterr().err
 
     assert main(["record", *pair, *RECORD, "--out", str(out), "--resume"]) == 0
     expected, resumed = Recording.load(reference), Recording.load(out)
@@ -74,3 +76,40 @@ def test_record_killed_then_resumed_equals_an_uninterrupted_run(models, tmp_path
         np.testing.assert_array_equal(getattr(resumed, name), getattr(expected, name), err_msg=name)
     assert np.array_equal(np.unique(resumed.prompt_index), np.arange(PROMPTS))
     assert not journal_path(out).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["reference.npz", "resumed.npz"]
+
+
+#: Fields of a ``bench generate`` record that are wall-clock measurements, not results.
+TIMINGS = {"seconds", "draft_seconds", "target_seconds", "verification_seconds"}
+BENCH = ["--configs", "autoregressive rrs:2x2 spechub:2x2", "--temperatures", "0.8", "--prompts", "4",
+         "--new-tokens", "60", "--max-prompt-tokens", "8", "--seed", "5"]
+
+
+def results(path) -> dict:
+    """The records of a results file by key, without their timings; fails on a repeated key."""
+    from multidraft.bench.store import read_lines
+
+    lines, _ = read_lines(path)
+    by_key = {(r["temperature"], r["config"], r["prompt"]): {k: v for k, v in r.items() if k not in TIMINGS}
+              for r in lines[1:]}
+    assert len(by_key) == len(lines) - 1, "a record is stored twice"
+    return by_key
+
+
+def test_bench_generate_killed_then_resumed_equals_an_uninterrupted_run(models, tmp_path, capsys):
+    target, draft = models
+    pair = ["--target", target, "--draft", draft]
+    assert main(["bench", "generate", *pair, *BENCH, "--out", str(tmp_path / "reference")]) == 0
+    expected = results(tmp_path / "reference" / "generate.jsonl")
+    assert len(expected) == 3 * 4
+
+    out = tmp_path / "resumed"
+    journal = out / "generate.jsonl"
+    kill_after_records(cli("bench", "generate", *pair, *BENCH, "--out", str(out)), journal, records=3)
+    assert 3 <= len(results(journal)) < len(expected), "the run was not killed in the middle"
+    with open(journal, "ab") as file:
+        file.write(b'{"temperature": 0.8, "config": "rrs 2x2", "pro')
+
+    assert main(["bench", "generate", *pair, *BENCH, "--out", str(out)]) == 2
+    assert "already exists; pass --resume" in capsys.readouterr().err
+    assert main(["bench", "generate", *pair, *BENCH, "--out", str(out), "--resume"]) == 0
+    assert results(journal) == expected
