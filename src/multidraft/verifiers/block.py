@@ -61,20 +61,23 @@ class Chain:
             self.h, self.miss = [1.0], [0.0]
             return
         props = [proposals(law, q[node], tree.drafts_of(node))[0] for node in inner]
-        rows = torch.stack([q[node] for node in inner])  # [g, V]
-        if props[0].point >= 0:  # delta_{X_i}
-            self.q = torch.zeros_like(rows).scatter_(-1, tokens.unsqueeze(-1), 1.0)
-        else:
-            self.q = rows * rows.new_tensor([prop.scale for prop in props]).unsqueeze(-1)
-        target_x = p[inner].gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()  # P_{i-1}(X_i)
-        draft_x = self.q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()  # q_{i-1}(X_i)
+        rows = slice(0, self.g) if inner == list(range(self.g)) else torch.tensor(inner, device=p.device)
+        p_inner, q_inner = p[rows], q[rows]  # [g, V], views when the chain has ids 0..g (breadth first)
+        point = props[0].point >= 0  # topk: q_{i-1} = delta_{X_i}
+        scale = p.new_tensor([prop.scale for prop in props])  # [g]
+        target_x = p_inner.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()  # P_{i-1}(X_i)
+        draft_x = [1.0] * self.g if point else (q_inner.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) * scale).tolist()
         weight, complement = [1.0], [0.0]  # p_i and 1 - p_i
         for t, d in zip(target_x, draft_x):
             mass = weight[-1] * t
             weight.append(min(1.0, mass / d) if d > 0 else 0.0)
             complement.append(max(d - mass, 0.0) / d if d > 0 else 1.0)
-        self.weight = p.new_tensor(weight[:-1]).unsqueeze(-1)  # [g, 1] p_0..p_{g-1}
-        self.excess = (p[inner] * self.weight - self.q).clamp_(min=0)  # [g, V] (p_i P_i - q_i)^+
+        self.excess = p_inner * p.new_tensor(weight[:-1]).unsqueeze(-1)  # [g, V] p_i P_i, the one allocation
+        if point:
+            self.excess[torch.arange(self.g, device=p.device), tokens] -= 1
+        else:
+            self.excess.addcmul_(q_inner, scale.unsqueeze(-1), value=-1)
+        self.excess.clamp_(min=0)  # (p_i P_i - q_i)^+
         s = self.excess.sum(-1).tolist()  # [g] S_i
         self.h = [si / (si + ci) if si + ci > 0 else 1.0 for si, ci in zip(s, complement)] + [weight[-1]]
         self.miss = [ci / (si + ci) if si + ci > 0 else 0.0 for si, ci in zip(s, complement)] + [complement[-1]]
