@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup models demo demo-full test bench clean
+.PHONY: setup models demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,9 +26,6 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: models
 	$(PY) -m multidraft.cli bench all
-
-demo-full: models
-	$(PY) -m multidraft.cli bench all --full
 
 test: setup
 	$(PY) -m pytest

@@ -45,7 +45,7 @@ from multidraft.guards import check_finite
 from multidraft.limits import DEFAULT_MAX_TREE_NODES, check_limits
 from multidraft.sampling_options import check_options, probabilities
 from multidraft.schemes.base import Scheme, sample_categorical
-from multidraft.tree import Tree, TreeShape, check_shape, parse_shape, shape_depth
+from multidraft.tree import Tree, TreeShape, check_shape, format_shape, parse_shape, shape_depth
 
 #: Attention implementations that honour an arbitrary 4D float mask.
 TREE_ATTENTION = ("eager", "sdpa")
@@ -79,6 +79,8 @@ class GenerationResult:
     """
 
     tokens: list[int]
+    scheme: str
+    tree: str
     target_calls: int
     draft_calls: int
     tokens_emitted: int
@@ -321,6 +323,31 @@ def check_request(
     return prompt, stop_tokens(eos_token_id)
 
 
+def plan_request(target, draft, input_ids, scheme, tree, max_new_tokens, temperature, top_k, top_p, generator,
+                 eos_token_id) -> tuple[str, TreeShape]:
+    """``scheme="auto"`` / ``tree="auto"``: the planner's best choice for this machine and pair.
+
+    The request is checked first; then :func:`multidraft.planning.auto_choice`
+    plans from the cached profile of this machine (measured first if there is
+    none) and acceptance measured on a short target sample from the prompt
+    (cached per pair and sampling options).  The choice depends on the prompt
+    only, never on the generation's random stream, so the output keeps the
+    target's law.
+    """
+    from multidraft import planning
+
+    if scheme != "auto":
+        scheme = schemes.get(scheme).name if isinstance(scheme, str) else scheme.name
+    if tree != "auto":
+        parse_shape(tree)
+    seq, _ = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
+    prepare(target)
+    prepare(draft)
+    choice = planning.auto_choice(target, draft, seq, scheme=scheme, tree=tree, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, context=seq.shape[0] + max_new_tokens / 2)
+    return choice.scheme, choice.shape
+
+
 # -- metrics --------------------------------------------------------------------------------------
 
 
@@ -394,7 +421,10 @@ def generate(
     """Multi-draft speculative sampling from ``target`` with drafts from ``draft`` (see module docstring).
 
     ``scheme`` is a registry name or a :class:`Scheme`; ``tree`` a shape as
-    parsed by :func:`multidraft.tree.parse_shape` ("2x4", "2,2,1,1", [3, 2]).
+    parsed by :func:`multidraft.tree.parse_shape` ("2x4", "2,2,1,1", [3, 2],
+    a per-node template "3/2,1,0"); either may be ``"auto"``: the planner's
+    best for this machine (:func:`plan_request`; ``result.scheme`` and
+    ``result.tree`` say what ran).
     ``verifier`` names the tree-level verification (:func:`multidraft.verifiers.names`:
     "token", "block", "traversal", "traversal-seq"); a verifier that is not
     lossless for this scheme and tree is refused with the other inputs.
@@ -407,6 +437,9 @@ def generate(
     so is the tree's size: at most ``max_tree_nodes`` nodes and an estimated
     memory that fits (:func:`multidraft.limits.check_limits`).
     """
+    if scheme == "auto" or tree == "auto":
+        scheme, tree = plan_request(target, draft, input_ids, scheme, tree, max_new_tokens, temperature, top_k, top_p,
+                                    generator, eos_token_id)
     scheme = schemes.get(scheme) if isinstance(scheme, str) else scheme
     shape = parse_shape(tree)
     check_shape(shape, scheme)
@@ -464,6 +497,8 @@ def generate(
     steps = len(accepted_lengths)
     return GenerationResult(
         tokens=out,
+        scheme=scheme.name,
+        tree=format_shape(shape),
         target_calls=steps,
         draft_calls=draft_calls,
         tokens_emitted=len(out),
@@ -525,6 +560,8 @@ def autoregressive(
 
     return GenerationResult(
         tokens=out,
+        scheme="autoregressive",
+        tree="",
         target_calls=len(out),
         draft_calls=0,
         tokens_emitted=len(out),

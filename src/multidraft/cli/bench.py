@@ -50,6 +50,13 @@ def register(subparsers) -> None:
     paired.add_argument("--name", default="paired", help="results file stem under --out")
     paired.set_defaults(run=run_paired)
 
+    predict = commands.add_parser("predict", help="predicted against measured tokens/s of a bench generate run")
+    predict.add_argument("results", type=Path, help="the NAME.jsonl of a `bench generate` run")
+    predict.add_argument("--profile", type=Path, default=DEFAULT_OUT / "profile.json", help="from `multidraft profile`")
+    predict.add_argument("--recordings", type=Path, nargs="+", required=True,
+                         help="`multidraft record` files, one per temperature of the run (acceptance by rank)")
+    predict.set_defaults(run=run_predict)
+
     everything = commands.add_parser("all", help="the main job: committed results, a live generation, a small run")
     add_model_arguments(everything)
     add_sampling_arguments(everything, temperature=False)
@@ -297,6 +304,39 @@ def run_paired(args: argparse.Namespace) -> int:
                       args.out / f"{args.name}.json")
     (args.out / f"{args.name}.md").write_text(paired_markdown(rows, gains) + "\n")
     print((args.out / f"{args.name}.md").read_text())
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from multidraft.bench.prediction import prediction_rows
+    from multidraft.bench.recording import Recording
+    from multidraft.bench.report import markdown_table, write_json
+    from multidraft.bench.store import read_lines
+    from multidraft.planning.acceptance import rates_from_recording
+    from multidraft.planning.profile import Profile
+
+    if not args.results.is_file():
+        raise FileNotFoundError(f"results file {args.results} does not exist")
+    lines, _ = read_lines(args.results)
+    header, records = lines[0]["header"], lines[1:]
+    profile = Profile.load(args.profile)
+    rates = {}
+    for path in args.recordings:
+        recording = Recording.load(path)
+        rates[recording.header.get("temperature")] = rates_from_recording(recording)
+    missing = sorted({r["temperature"] for r in records} - set(rates))
+    if missing:
+        raise ValueError(f"no recording at temperature {missing} among --recordings")
+    rows = prediction_rows(records, profile, rates, header["new_tokens"])
+    stem = args.results.with_suffix("")
+    write_json({"results": str(args.results), "profile": str(args.profile), "rows": rows}, Path(f"{stem}_prediction.json"))
+    table = markdown_table(rows, [
+        ("temperature", "T"), ("config", "configuration"), ("prompts", "prompts"),
+        ("measured_tokens_per_second", "measured tokens/s"), ("predicted_tokens_per_second", "predicted tokens/s"),
+        ("ratio", "measured / predicted"), ("predicted_with_measured_steps", "predicted, measured tokens/call"),
+        ("ratio_with_measured_steps", "measured / that")])
+    Path(f"{stem}_prediction.md").write_text(table + "\n")
+    print(table)
     return 0
 
 

@@ -84,6 +84,9 @@ def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
     from multidraft.decoding import autoregressive
     from multidraft.sampling_options import probabilities
 
+    from multidraft.execution import prepare
+
+    prepare(draft)
     prompt = prompt.reshape(-1).to(target.device)
     sample = autoregressive(target, prompt, max_new_tokens=PILOT_TOKENS, temperature=temperature, top_k=top_k,
                             top_p=top_p, generator=torch.Generator(device=target.device).manual_seed(0)).tokens

@@ -172,10 +172,10 @@ def overhead_costs(vocab: int, model, repeats: int = 5) -> dict:
         tree.positions(tree.level(1), 200)
 
     cache = new_cache()
-    forward(model, cache, torch.arange(256), torch.arange(256), torch.ones(256, 256, dtype=torch.bool).tril(), 1)
+    forward(model, cache, torch.arange(256) % vocab, torch.arange(256), torch.ones(256, 256, dtype=torch.bool).tril(), 1)
 
     def cut():
-        keep_path(cache, 250, [251, 253])
+        keep_path(cache, 250, [250, 251])  # the same copies every time: the cache stays 252 long
 
     return {
         "laws_call": max(laws_1 - (laws_16 - laws_1) / 15, 0.0),
@@ -246,6 +246,9 @@ def measure(target, draft, names: dict, *, queries=QUERIES, contexts=CONTEXTS, p
             progress: Callable[[str], None] | None = None) -> Profile:
     """Measure a :class:`Profile` of the (prepared) pair on this machine."""
     say = progress or (lambda message: None)
+    longest = max([*queries, *prefill])
+    limit = min(getattr(m.config, "max_position_embeddings", None) or 1 << 30 for m in (target, draft))
+    contexts = [c for c in contexts if c + longest <= limit] or [max(limit - longest, 0)]
     say("roofline")
     machine = machine_roofline()
     say("target forwards")

@@ -1,0 +1,49 @@
+"""``generate(scheme="auto", tree="auto")`` profiles once, caches, and runs the plan's choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_llama
+
+from multidraft import planning
+from multidraft.decoding import generate
+from multidraft.planning.acceptance import PLANNED
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MULTIDRAFT_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_auto_profiles_once_then_plans_from_the_cache(cache):
+    torch.set_num_threads(1)
+    target, draft = tiny_llama(0, max_positions=1024), tiny_llama(1, max_positions=1024)
+    prompt = torch.tensor([3, 1, 4])
+    result = generate(target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12,
+                      generator=torch.Generator().manual_seed(0))
+    assert result.scheme in PLANNED and len(result.tokens) == 12
+    profile = planning.profile_path(target, draft)
+    rates = planning.rates_path(target, draft, 1.0, None, None)
+    assert profile.is_file() and rates.is_file()
+    stamps = profile.stat().st_mtime_ns, rates.stat().st_mtime_ns
+    again = generate(target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12,
+                     generator=torch.Generator().manual_seed(0))
+    assert (again.scheme, again.tree) == (result.scheme, result.tree)
+    assert (profile.stat().st_mtime_ns, rates.stat().st_mtime_ns) == stamps  # planned from the cache
+    fixed = generate(target, draft, prompt, scheme="rrs-wor", tree="auto", max_new_tokens=4)
+    assert fixed.scheme == "rrs-wor"
+    tree_only = generate(target, draft, prompt, scheme="auto", tree="2x2", max_new_tokens=4)
+    assert tree_only.tree == "2x2" and tree_only.scheme in {"rrs", "rrs-wor", "kseq", "spechub", "greedy", "topk"}
+
+
+def test_auto_refuses_bad_requests_before_profiling(cache):
+    target, draft = tiny_llama(0), tiny_llama(1)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(target, draft, torch.tensor([1]), scheme="auto", tree="auto", max_new_tokens=4, temperature=-1.0)
+    with pytest.raises(ValueError, match="does not cover"):
+        generate(target, draft, torch.tensor([1]), scheme="otm", tree="auto", max_new_tokens=4)
+    with pytest.raises(ValueError, match="no planned scheme"):
+        generate(target, draft, torch.tensor([1]), scheme="auto", tree="7x1", max_new_tokens=4)
+    assert not any(cache.rglob("profile-*.json"))
