@@ -32,3 +32,24 @@ def test_a_zero_probability_draft_is_never_accepted_even_with_a_coin_of_exactly_
     assert not bool(accepted) and int(token) in (2, 3)
     token, accepted = schemes.get("topk").verify(p, q, torch.tensor([[0, 2]]))
     assert bool(accepted) and int(token) == 2
+
+
+def test_topk_is_in_the_theory_table_and_the_token_benchmark(capsys):
+    from multidraft.bench.recording import Recording
+    from multidraft.bench.tokens import token_table
+    from multidraft.cli import main
+
+    assert main(["theory", "--k", "2", "--p", "0.5,0.3,0.2", "--q", "0.2,0.3,0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "\ntopk " in out and f"{0.5:.6f}" in out and "topk draft laws" in out  # p({x_2, x_1}) = 0.3 + 0.2
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.full(12, 0.3), size=4), rng.dirichlet(np.full(12, 0.3), size=4)
+    recording = Recording(
+        header={"temperature": 1.0}, token_ids=np.tile(np.arange(11), (4, 1)), p=p[:, :-1], q=q[:, :-1],
+        p_tail=p[:, -1], q_tail=q[:, -1], prompt_index=np.zeros(4, dtype=np.int64),
+    )
+    rows = {(r["scheme"], r["k"]): r for r in token_table(recording, [2], names=["sps", "topk"])}
+    assert ("topk", 1) in rows and ("topk", 2) in rows
+    expected = np.mean([theory.acceptance("topk", *recording.pair(i), 2) for i in range(len(recording))])
+    assert rows[("topk", 2)]["acceptance"] == pytest.approx(expected, abs=1e-12)
+    assert rows[("topk", 2)]["gap_to_own_optimum"] == pytest.approx(0, abs=1e-12)
