@@ -98,8 +98,18 @@ def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], t
     return {"expected": expected, "tokens": out[:new_tokens]}
 
 
+def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The first entry against each other, and each ``scheme:verifier`` against its ``scheme`` (token walk)."""
+    pairs = [(names[0], other) for other in names[1:]]
+    for name in names:
+        scheme, verifier = entry(name)
+        if verifier != "token" and scheme in names and (name, scheme) not in pairs:
+            pairs.append((name, scheme))
+    return pairs
+
+
 def summarise(records: Sequence[dict], names: Sequence[str], seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Rows per (temperature, scheme, depth) and paired differences of ``names[0]`` against the others."""
+    """Rows per (temperature, entry, depth) and the paired differences of :func:`comparisons`."""
     rows, gains = [], []
     for temperature in sorted({r["temperature"] for r in records}):
         chosen = sorted((r for r in records if r["temperature"] == temperature), key=lambda r: r["prompt"])
@@ -112,8 +122,8 @@ def summarise(records: Sequence[dict], names: Sequence[str], seed: int = 0) -> t
                 rows.append({"temperature": temperature, "scheme": name, "depth": depth, "prompts": len(chosen),
                              "steps": sum(steps), "expected_tokens_per_step": sum(total) / sum(steps),
                              "ci95": ratio_interval(total, steps, seed)})
-            for other in names[1:]:
-                delta, interval = paired_ratio_difference(sums[names[0]], sums[other], seed)
-                gains.append({"temperature": temperature, "depth": depth, "comparison": f"{names[0]} - {other}",
+            for a, b in comparisons(names):
+                delta, interval = paired_ratio_difference(sums[a], sums[b], seed)
+                gains.append({"temperature": temperature, "depth": depth, "comparison": f"{a} - {b}",
                               "prompts": len(chosen), "delta": delta, "ci95": interval})
     return rows, gains
