@@ -8,6 +8,21 @@
                      for the i.i.d. draft law its proof covers;
 * ``traversal-seq``  the same traversal for every sequential draft law (wor, greedy, hub, topk),
                      proved in :mod:`multidraft.verifiers.traversal`.
+
+Supported combinations (``check`` refuses the others with a ``ValueError`` before any model call):
+
+=============== ===================================================== =================================
+verifier        nodes with several drafts                             nodes with one draft
+=============== ===================================================== =================================
+token           every scheme                                          every scheme
+block           refused (chains only)                                 sps, rrs, rrs-wor, kseq, greedy,
+                                                                      otm (x ~ q), topk (x = argmax q)
+traversal       rrs, kseq, otm (i.i.d. drafts, the paper's law)       as block, except topk
+traversal-seq   every scheme (iid, wor, greedy, hub, topk laws)       every scheme
+=============== ===================================================== =================================
+
+Only the draft law of the scheme matters to block and traversal verification; the
+scheme's own token-level kernel is used by ``token`` alone.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ pays per rejected draft); sampling stops at the first accepted node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -72,16 +72,29 @@ from multidraft.verifiers.proposals import SEQUENTIAL_LAWS, SINGLE_DRAW_FROM_Q, 
 
 @dataclass
 class State:
-    """(w, 1 - w, U) of a node; U = w p_node until the first deleted child (kept lazily)."""
+    """(w, 1 - w, U) of a node.
+
+    U is kept lazily as ``factor`` p_node with the ``zeroed`` tokens removed while every deleted
+    child had a point proposal (delta_x: the deletion only removes x and rescales, O(1) instead of
+    a pass over the vocabulary); it is materialised as ``mass`` [V] at the first other deletion.
+    """
 
     weight: float
     complement: float
     p: torch.Tensor  # [V] the node's target law
     mass: torch.Tensor | None = None  # [V] U once materialised
+    factor: float = -1.0  # U = factor p off ``zeroed`` while lazy (set to w at the start)
+    zeroed: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.factor < 0:
+            self.factor = self.weight
 
     def at(self, token: int) -> float:
         """U(token)."""
-        return float(self.mass[token]) if self.mass is not None else self.weight * float(self.p[token])
+        if self.mass is not None:
+            return float(self.mass[token])
+        return 0.0 if token in self.zeroed else self.factor * float(self.p[token])
 
     def child(self, proposal: Proposal, q: torch.Tensor, token: int) -> tuple[float, float] | None:
         """(w_c, 1 - w_c) of the child drafted as ``token``; None if q_j(token) = 0 (probability 0)."""
@@ -92,9 +105,26 @@ class State:
         return min(1.0, u_x / q_x), max(q_x - u_x, 0.0) / q_x
 
     def delete_child(self, proposal: Proposal, q: torch.Tensor) -> None:
-        """The residual update after a deleted child (module docstring)."""
-        mass = self.mass if self.mass is not None else self.p * self.weight
-        diff = proposal.subtract_from(mass, q)  # [V] U - q_j
+        """The residual update after a deleted child (module docstring).
+
+        For q_j = delta_x: (U - delta_x)^+ is U off x (U(x) <= w <= 1), so S = w - U(x), taken as the
+        sum of the remaining entries instead when U(x) > w / 2, where the subtraction would cancel.
+        """
+        if proposal.point >= 0 and self.mass is None:
+            x = proposal.point
+            u_x = self.at(x)
+            if u_x <= self.weight / 2:
+                s = self.weight - u_x
+            else:
+                kept = self.p.index_fill(0, self.p.new_tensor(self.zeroed + [x], dtype=torch.int64), 0)
+                s = self.factor * float(kept.sum())
+            r = s + self.complement
+            if r > 0:
+                self.factor, self.zeroed = self.factor / r, self.zeroed + ([x] if x not in self.zeroed else [])
+                self.weight, self.complement = s / r, self.complement / r
+            return
+        mass = self.mass if self.mass is not None else self.token_law() * self.factor  # [V] U
+        diff = proposal.subtract_from(mass, q)  # [V] U - q_j, a new tensor
         positive = diff.clamp_(min=0)
         s = float(positive.sum())
         r = s + self.complement
@@ -103,8 +133,12 @@ class State:
         self.mass, self.weight, self.complement = positive.div_(r), s / r, self.complement / r
 
     def token_law(self) -> torch.Tensor:
-        """P (unnormalised) for the token emitted when this node is accepted."""
-        return self.mass if self.mass is not None else self.p
+        """U up to a factor: the (unnormalised) law of the token emitted when this node is accepted."""
+        if self.mass is not None:
+            return self.mass
+        if self.zeroed:
+            return self.p.index_fill(0, self.p.new_tensor(self.zeroed, dtype=torch.int64), 0)
+        return self.p
 
 
 def children(tree: Tree, law: str, q: torch.Tensor, node: int):
