@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 import pytest
 
-from oracle import KINDS, drafted_trees, emitted_law, node_laws, table
+from oracle import KINDS, drafted_trees, emitted_law, node_laws, table, target_law
 from multidraft import schemes, verifiers
 from multidraft.tree import parse_shape, shape_depth
 
@@ -29,9 +29,13 @@ TABLES = [(vocab, seed, kinds) for vocab in (3, 4) for seed in range(6) for kind
 
 
 def expected(verifier: str, scheme: str, pairs: dict, spec: str, vocab: int) -> float:
-    """E[tokens per step] of the verifier, averaged exactly over every drafted tree."""
+    """E[tokens per step] of the verifier, averaged exactly over every drafted tree (the emitted law
+    is checked on the way, here also at V = 4)."""
     shape = parse_shape(spec)
-    return emitted_law(pairs, verifiers.get(verifier), schemes.get(scheme), shape, shape_depth(shape), vocab)[1]
+    depth = shape_depth(shape)
+    law, mean = emitted_law(pairs, verifiers.get(verifier), schemes.get(scheme), shape, depth, vocab)
+    assert np.abs(law - target_law(pairs, depth + 1, vocab)).max() <= 1e-12
+    return mean
 
 
 def mean_tokens(trees: list, pairs: dict, verifier: str, scheme: str) -> float:
