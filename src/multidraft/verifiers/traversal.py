@@ -54,8 +54,11 @@ the draft is x ~ q -- except ``topk``, whose single draft is the argmax).
 form: also ``wor`` (rrs-wor), ``greedy``, ``hub`` (spechub) and ``topk``.
 The scheme's own verification kernel is not used: only its draft law.
 
-Cost: one pass over the vocabulary per deleted child (as recursive rejection
-pays per rejected draft); sampling stops at the first accepted node.
+Cost: one pass over the vocabulary per deleted child drafted from a spread
+law (as recursive rejection pays per rejected draft), O(1) for a point
+proposal (:class:`State`); sampling stops at the first accepted node.
+The exact law (:meth:`Traversal.outcomes`, behind ``expected_tokens``)
+visits every node.
 """
 
 from __future__ import annotations
