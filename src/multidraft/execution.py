@@ -22,8 +22,13 @@ exactly the target's law), so the draft may be made cheaper at the cost of
 acceptance only (:func:`prepare_draft`):
 
 * ``precision="int8"``: dynamic int8 quantisation of every linear layer
-  (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
-  quantised per call), a quarter of the bytes per forward;
+  (``torch.ao.quantization.quantize_dynamic`` with per-channel weight scales;
+  activations quantised per call), a quarter of the bytes per forward.
+  Measured on the bundled 0.5B draft (192 positions, T = 1, loaded 2-core
+  CPU): single-draft acceptance sum min(p, q) 0.719 in float32, 0.615 in
+  int8 per channel (0.574 with one scale per tensor); a 1-query forward
+  about 0.34x the float32 one.  bfloat16 keeps 0.718 but runs at 0.77x
+  float32 here, so it is not offered;
 * ``vocabulary=n``: the draft's output layer keeps only the first ``n`` token
   ids and gives q = 0 elsewhere (a frequent-token sub-vocabulary as in FR-Spec,
   arXiv 2502.14856, and EAGLE-3: byte-level BPE vocabularies such as Qwen's are
@@ -123,5 +128,8 @@ def prepare_draft(model, *, precision: str = "float32", vocabulary: int | None =
             raise ValueError("int8 drafts need a float32 model on the CPU")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the eager-mode quantisation API's deprecation notice
-            torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                inplace=True,
+            )
     return prepare(model)

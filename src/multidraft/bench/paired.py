@@ -77,8 +77,8 @@ def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], t
         driver_scheme = entry(driver)[0]
         for scheme_name in [other for other in drafted_by if other != driver_scheme] + [driver_scheme]:
             scheme = schemes.get(scheme_name)
-            drafted, _, q = draft_tree(draft, draft_cache, seq, shape, scheme, sampling, generator)
-            p = sampling.laws(score_tree(target, target_cache, seq, drafted))  # [N, V]
+            drafted, _, q = draft_tree(draft, draft_cache, seq, shape, scheme, sampling, generator, step=step + 1)
+            p = sampling.laws(score_tree(target, target_cache, seq, drafted, step=step + 1))  # [N, V]
             for name in (name for name in names if entry(name)[0] == scheme_name):  # same tree, each verifier
                 rule = verifiers.get(entry(name)[1])
                 for depth in range(1, drafted.depth + 1):
