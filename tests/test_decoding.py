@@ -414,6 +414,9 @@ BAD = {
     "batch of 2": dict(input_ids=torch.tensor([[1, 2], [3, 4]])),
     "empty prompt": dict(input_ids=torch.tensor([[]], dtype=torch.int64)),
     "token out of range": dict(input_ids=torch.tensor([[1, VOCAB]])),
+    "more top tokens than the vocabulary": dict(scheme="greedy", tree=f"{VOCAB + 1}x1"),
+    "template with more top-k drafts than tokens": dict(scheme="topk", tree=f"2/1,{VOCAB + 1}"),
+    "bad template": dict(tree="2/1"),
 }
 
 

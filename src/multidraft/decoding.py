@@ -45,7 +45,7 @@ from multidraft.guards import check_finite
 from multidraft.limits import DEFAULT_MAX_TREE_NODES, check_limits
 from multidraft.sampling_options import check_options, probabilities
 from multidraft.schemes.base import Scheme, sample_categorical
-from multidraft.tree import Tree, TreeShape, check_shape, format_shape, parse_shape, shape_depth
+from multidraft.tree import Tree, TreeShape, TreeTemplate, check_shape, format_shape, parse_shape, shape_depth
 
 #: Attention implementations that honour an arbitrary 4D float mask.
 TREE_ATTENTION = ("eager", "sdpa")
@@ -448,6 +448,10 @@ def generate(
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     if output_size(draft) != output_size(target):
         raise ValueError(f"vocabularies differ: target has {output_size(target)} logits, draft {output_size(draft)}")
+    widest = max(shape.counts) if isinstance(shape, TreeTemplate) else max(shape)
+    if scheme.draft_law in ("greedy", "topk") and widest > output_size(target):
+        raise ValueError(f"scheme {scheme.name!r} drafts {widest} distinct top tokens at a node, but the vocabulary "
+                         f"has {output_size(target)}")
     total_length = seq.shape[0] + max_new_tokens + shape_depth(shape)
     check_model(target, "target", total_length)
     check_model(draft, "draft", total_length)
