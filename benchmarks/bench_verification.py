@@ -20,25 +20,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 from multidraft import schemes
+from multidraft.planning.profile import median_seconds
 
 RESULTS = Path(__file__).parent / "results" / "verification.json"
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
