@@ -21,7 +21,6 @@ as one token) or from rows recorded on the fly.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,7 +93,3 @@ def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates
     return rank_rates(p, q, temperature=header.get("temperature"), top_k=header.get("top_k"),
                       top_p=header.get("top_p"), draws=draws, seed=seed)
 
-
-def positions_used(rates: RankRates, names: Sequence[str]) -> list[str]:
-    """The scheme names among ``names`` that ``rates`` covers."""
-    return [name for name in names if any(key.startswith(f"{name}:") for key in rates.rates)]

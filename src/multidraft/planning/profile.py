@@ -225,7 +225,8 @@ def machine_roofline(repeats: int = 5) -> dict:
     from torch.utils import mkldnn
 
     big = torch.ones(128 * 1024 * 1024)  # 512 MB
-    bandwidth = big.numel() * 4 / median_seconds(lambda: big.sum(), repeats)
+    seconds = median_seconds(big.sum, repeats)
+    bandwidth = big.numel() * big.element_size() / seconds
     del big
     linear = mkldnn.MkldnnLinear(torch.nn.Linear(1536, 8960, bias=False), torch.float32)
     x = torch.randn(256, 1536)
