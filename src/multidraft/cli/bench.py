@@ -86,8 +86,13 @@ def _checked_run_arguments(args: argparse.Namespace) -> list[float]:
 
 
 def _run_header(args: argparse.Namespace, temperatures, **extra) -> dict:
-    """The parameters a results file is tied to: resuming with other ones is refused."""
-    return {"temperatures": temperatures, "prompts": args.prompts, "new_tokens": args.new_tokens,
+    """The parameters a results file is tied to: resuming with other ones is refused.
+
+    The number of prompts is not among them: prompt i is always the same prompt
+    with the same seed, so ``--resume --prompts N`` with a larger N extends a
+    finished run (runs accumulate across sessions).
+    """
+    return {"temperatures": temperatures, "new_tokens": args.new_tokens,
             "max_prompt_tokens": args.max_prompt_tokens, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
             "target": args.target, "draft": args.draft, "draft_precision": args.draft_precision,
             "draft_vocab": args.draft_vocab, **extra}
