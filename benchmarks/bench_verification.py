@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
