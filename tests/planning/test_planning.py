@@ -109,3 +109,9 @@ def test_rank_rates_of_the_deterministic_top_k_law_are_exact():
     assert rates.accept("topk", 2) == pytest.approx([(0.3 + 0.3) / 2, (0.2 + 0.1) / 2], abs=1e-12)
     assert rates.new("topk", 2) == [1.0, 1.0]
     assert 0 < rates.accept("sps", 1)[0] <= 1
+
+
+def test_candidates_do_not_repeat_a_uniform_tree_as_a_template():
+    rates = flat_rates(0.9)  # the growth first builds the chain 1/1/1/..
+    levels = [template_of(shape).levels for shape in candidates(rates, "rrs-wor", 12)]
+    assert len(levels) == len(set(levels))

@@ -26,7 +26,7 @@ import heapq
 from dataclasses import dataclass
 
 from multidraft.planning.acceptance import PLANNED, RankRates
-from multidraft.planning.cost import predict_generation, predict_step
+from multidraft.planning.cost import predict_generation, predict_step, template_of
 from multidraft.planning.profile import Profile
 from multidraft.tree import TreeShape, TreeTemplate, format_shape
 
@@ -108,11 +108,11 @@ def _as_template(nodes, drafts) -> TreeTemplate:
 
 def candidates(rates: RankRates, scheme: str, max_nodes: int) -> list[TreeShape]:
     shapes: list[TreeShape] = list(uniform_shapes(PLANNED[scheme], max_nodes))
-    seen = {format_shape(shape) for shape in shapes}
+    seen = {template_of(shape).levels for shape in shapes}  # a grown tree may be a uniform one again
     if scheme in ("rrs", "rrs-wor", "topk", "spechub"):
         for template in grown_templates(rates, scheme, max_nodes):
-            if template.spelling not in seen:
-                seen.add(template.spelling)
+            if template.levels not in seen:
+                seen.add(template.levels)
                 shapes.append(template)
     return shapes
 
