@@ -115,3 +115,15 @@ def test_candidates_do_not_repeat_a_uniform_tree_as_a_template():
     rates = flat_rates(0.9)  # the growth first builds the chain 1/1/1/..
     levels = [template_of(shape).levels for shape in candidates(rates, "rrs-wor", 12)]
     assert len(levels) == len(set(levels))
+
+
+def test_per_position_rates_follow_the_tree_along_the_recorded_text():
+    """Text 0 accepts everything, text 1 nothing: the mean rate is 1/2, but a chain accepts all or nothing."""
+    rates = flat_rates(0.5)
+    rates.rates["sps:1"]["by_position"] = [[1.0]] * 4 + [[0.0]] * 4
+    rates.sequence = [0] * 4 + [1] * 4
+    tokens, *_ = expected_tree(rates, "sps", (1, 1))
+    # starts 0..2 in text 0 give 3 tokens, starts 4..6 in text 1 give 1 (a start must fit 2 levels in one text)
+    assert tokens == pytest.approx(2.0)
+    rates.sequence = None
+    assert expected_tree(rates, "sps", (1, 1))[0] == pytest.approx(1 + 0.5 + 0.25)

@@ -97,7 +97,8 @@ def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
     _, p_top, q_top, p_tail, q_tail = truncate(p, q, PILOT_TOP_N)
     p_rows = torch.cat([p_top, p_tail[:, None]], -1)
     q_rows = torch.cat([q_top, q_tail[:, None]], -1)
-    return rank_rates(p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p)
+    return rank_rates(p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p,
+                      sequence=[0] * p_rows.shape[0])
 
 
 def cached_rates(target, draft, prompt, temperature: float, top_k, top_p) -> RankRates:

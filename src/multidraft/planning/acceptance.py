@@ -12,8 +12,13 @@ the draft law and over recorded positions this gives, per scheme and k,
 * ``new[i] = E[ 1{x_i new} ]``: the chance that child exists (a node).
 
 :mod:`multidraft.planning.cost` multiplies these along the paths of a tree,
-which assumes acceptance at one depth independent of the depth above
-(measured against real runs in the README).  Positions come from a
+which assumes acceptance at one depth independent of the depth above, or,
+when the rates keep their recorded positions (``sequence``), follows each
+tree's depths along the recorded continuations: the walk's context at depth
+d is the context plus the accepted drafts, which have the target's law, as
+the recorded text has, so consecutive recorded positions carry the
+correlation of acceptance from one depth to the next (easy passages accept
+at every depth).  Positions come from a
 ``multidraft record`` file (top-N tokens plus a tail mass, the tail treated
 as one token) or from rows recorded on the fly.
 """
@@ -43,7 +48,8 @@ class RankRates:
     top_p: float | None
     positions: int
     draws: int
-    rates: dict  # "scheme:k" -> {"accept": [k floats], "new": [k floats], "accept_se": [k floats]}
+    rates: dict  # "scheme:k" -> {"accept", "new", "accept_se": [k floats], "by_position": [positions][k]}
+    sequence: list[int] | None = None  # [positions] which generated text each position belongs to, in order
 
     def accept(self, name: str, k: int) -> list[float]:
         return self.rates[f"{name}:{k}"]["accept"]
@@ -62,8 +68,14 @@ class RankRates:
 
 @torch.no_grad()
 def rank_rates(p: torch.Tensor, q: torch.Tensor, *, temperature: float, top_k=None, top_p=None, draws: int = 32,
-               seed: int = 0, plan: dict = PLANNED) -> RankRates:
-    """Rank acceptance from positions ``p``, ``q`` [P, V'] (float64 rows summing to 1)."""
+               seed: int = 0, plan: dict = PLANNED, sequence: list[int] | None = None) -> RankRates:
+    """Rank acceptance from positions ``p``, ``q`` [P, V'] (float64 rows summing to 1).
+
+    ``sequence`` [P] names the generated text each row belongs to, rows of one
+    text being consecutive positions in order; the per-position rates are then
+    kept so that :mod:`multidraft.planning.cost` can follow a tree's depths
+    along real continuations.
+    """
     generator = torch.Generator().manual_seed(seed)
     p_rep, q_rep = p.repeat_interleave(draws, 0), q.repeat_interleave(draws, 0)  # [P * draws, V']
     rates = {}
@@ -80,8 +92,10 @@ def rank_rates(p: torch.Tensor, q: torch.Tensor, *, temperature: float, top_k=No
                 "accept": per_position.mean(0).tolist(),
                 "new": new.mean(0).tolist(),
                 "accept_se": (per_position.std(0) / np.sqrt(max(p.shape[0] - 1, 1))).tolist(),
+                "by_position": per_position.tolist() if sequence is not None else None,
             }
-    return RankRates(temperature, top_k, top_p, int(p.shape[0]), draws, rates)
+    return RankRates(temperature, top_k, top_p, int(p.shape[0]), draws, rates,
+                     None if sequence is None else [int(i) for i in sequence])
 
 
 def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates:
@@ -91,5 +105,5 @@ def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates
     q = torch.from_numpy(np.stack([pair[1] for pair in pairs]))
     header = recording.header
     return rank_rates(p, q, temperature=header.get("temperature"), top_k=header.get("top_k"),
-                      top_p=header.get("top_p"), draws=draws, seed=seed)
+                      top_p=header.get("top_p"), draws=draws, seed=seed, sequence=recording.prompt_index.tolist())
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from multidraft.planning.acceptance import RankRates
 from multidraft.planning.profile import Profile
 from multidraft.tree import TreeShape, TreeTemplate
@@ -51,13 +53,37 @@ class StepPrediction:
     leaf_end: float  # P(the walk ends at a leaf)
 
 
+def _starts(rates: RankRates, depth: int) -> np.ndarray | None:
+    """Recorded positions t with t .. t + depth - 1 in one text (None without per-position rates)."""
+    if rates.sequence is None:
+        return None
+    sequence = np.asarray(rates.sequence)
+    starts = np.arange(len(sequence) - depth + 1)
+    return starts[sequence[starts] == sequence[starts + depth - 1]]
+
+
+def _rank_rates(rates: RankRates, scheme: str, k: int, depth: int, starts):
+    """accept[i] for a node at ``depth``: the mean, or per start t the rate at position t + depth ([T, k])."""
+    if starts is None:
+        return rates.accept(scheme, k)
+    by_position = np.asarray(rates.rates[f"{scheme}:{k}"]["by_position"])  # [P, k]
+    return list(by_position[starts + depth].T)  # k arrays [T]
+
+
 def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[float, list[float], float, float, list[bool]]:
-    """(E tokens, E nodes per level, E verified nodes, P(leaf end), whether each level is read by the draft)."""
+    """(E tokens, E nodes per level, E verified nodes, P(leaf end), whether each level is read by the draft).
+
+    With per-position rates the reach probabilities are arrays over the
+    recorded starting positions and their means are returned.
+    """
     template = template_of(shape)
+    starts = _starts(rates, template.depth)
+    if starts is not None and len(starts) == 0:
+        starts = None  # no recorded text as long as the tree is deep: fall back to the mean rates
     reach, exist = [1.0], [1.0]  # per template node, breadth first
     level_nodes, verified, leaf_end, read = [1.0], 0.0, 0.0, []
     start = 0
-    for level in template.levels:
+    for depth, level in enumerate(template.levels):
         read.append(any(k > 0 for k in level))
         next_reach, next_exist = [], []
         for offset, k in enumerate(level):
@@ -66,7 +92,7 @@ def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[floa
                 leaf_end += reach[node]
                 continue
             verified += reach[node]
-            accept, new = rates.accept(scheme, k), rates.new(scheme, k)
+            accept, new = _rank_rates(rates, scheme, k, depth, starts), rates.new(scheme, k)
             next_reach += [reach[node] * a for a in accept]
             next_exist += [exist[node] * n for n in new]
         start += len(level)
@@ -74,7 +100,7 @@ def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[floa
         exist += next_exist
         level_nodes.append(sum(next_exist))
     leaf_end += sum(reach[start:])  # the last level: all leaves
-    return 1.0 + sum(reach[1:]), level_nodes, verified, leaf_end, read
+    return 1.0 + float(np.mean(sum(reach[1:]))), level_nodes, float(np.mean(verified)), float(np.mean(leaf_end)), read
 
 
 def step_seconds(profile: Profile, scheme: str, shape: TreeShape, level_nodes, verified: float, leaf_end: float,
