@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-COMMITTED = ("speed.md", "paired_schemes.md", "paired_verifiers.md", "profile.md")
+COMMITTED = ("speed.md", "speed_prediction.md", "paired_schemes.md", "paired_chains.md", "paired_trees.md")
 RESULTS = Path("benchmarks/results")
 SMALL_PROMPTS = 2
 SMALL_TOKENS = 32
@@ -77,8 +77,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print("(too few prompts for intervals: this shows the commands work, the committed tables above are the evidence)\n")
     configs = [bench.Config(bench.AUTOREGRESSIVE), bench.Config(result.scheme, result.tree)]
     prompts = [encode(pair.tokenizer, p, 128) for p in pick_prompts(SMALL_PROMPTS)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    store_path = args.out / "small.jsonl"
+    from multidraft.models import cache_dir
+
+    out = args.out or cache_dir() / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    store_path = out / "small.jsonl"
     store_path.unlink(missing_ok=True)
     store = ResultStore(store_path, {"demo": True}, ("temperature", "config", "prompt"), resume=False)
     bench.warm_up(pair, configs, prompts[0])

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     everything = commands.add_parser("all", help="the main job: committed results, a live generation, a small run")
     add_model_arguments(everything)
     add_sampling_arguments(everything, temperature=False)
-    everything.add_argument("--out", type=Path, default=Path("benchmarks/results/demo"))
+    everything.add_argument("--out", type=Path, help="where the small run's results go (default: the cache folder)")
     everything.set_defaults(run=run_all)
 
 

@@ -5,7 +5,8 @@ the context, the per-step overheads and the roofline, and writes
 ``profile.json`` and ``profile.png`` (and the cache used by ``--scheme auto``).
 ``plan`` ranks every candidate (scheme, tree) by predicted tokens/s, from the
 cached profile (measured first if missing) and acceptance by rank measured on
-a recording (``--recording``, from ``multidraft record``) or on a short pilot
+a recording (``--recording``, from ``multidraft record``; the rates then
+replace the cached ones that ``--scheme auto`` uses) or on a short pilot
 sample of the bundled prompts.
 """
 
@@ -107,6 +108,7 @@ def run_plan(args: argparse.Namespace) -> int:
     profile = planning.cached_profile(pair.target, pair.draft, progress=lambda m: print(f"profiling: {m}", flush=True))
     if recording is not None:
         rates = rates_from_recording(recording)
+        rates.save(planning.rates_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p))
     else:
         from multidraft.bench.inputs import encode, pick_prompts
 
