@@ -18,6 +18,9 @@ def test_ctrl_c_keeps_the_text_and_reports_the_steps(tmp_path):
         [sys.executable, "-m", "multidraft.cli", "generate", "--target", target, "--draft", draft, "--scheme", "rrs",
          "--tree", "2x2", "--max-new-tokens", "60000", "--seed", "1", "the a of"],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # a test run started in the background inherits SIGINT ignored, and Python keeps it ignored: restore
+        # the default, as in a terminal, so that Python installs its KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     streamed = process.stdout.read1(4096)  # blocks until the first tokens are printed
     process.send_signal(signal.SIGINT)
