@@ -6,14 +6,12 @@ deterministic; each draws 400 to 800 generations.
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import numpy as np
 import pytest
-import scipy.stats
 import torch
 from conftest import VOCAB, tiny_llama
+from exact_law import assert_law, sequence_law
 from transformers import DynamicCache, MistralConfig, MistralForCausalLM
 
 from multidraft import schemes, theory
@@ -21,7 +19,6 @@ from multidraft.decoding import Sampling, autoregressive, draft_tree, generate, 
 from multidraft.sampling_options import probabilities
 from multidraft.tree import Tree, check_shape, parse_shape, shape_depth
 
-SIGNIFICANCE = 1e-4
 TREES = ("1x3", "2x2", "3x2")
 PROMPT = torch.tensor([[3, 1, 4]])
 OPTIONS = {"top_k": 6, "top_p": 0.9}
@@ -42,19 +39,7 @@ CASES = [(name, tree) for name in schemes.names() for tree in TREES if fits(name
 WIDEST = {name: [tree for tree in TREES if fits(name, tree)][-1] for name in schemes.names()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def pair():
-    """One-layer target and draft from different seeds (per-node total variation ~0.4): fast, for the statistics."""
-    return tiny_llama(0), tiny_llama(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -162,33 +147,6 @@ def test_keep_path_moves_the_path_behind_the_prefix():
 
 
 # -- the exact sequence law ------------------------------------------------------------------------
-
-
-def sequence_law(target, prompt: torch.Tensor, length: int, **options) -> np.ndarray:
-    """The target's exact law of its next ``length`` tokens, float64 [V ** length] (row-major in the tokens)."""
-    law = np.ones(1)
-    for depth in range(length):
-        prefixes = torch.tensor(list(itertools.product(range(VOCAB), repeat=depth)), dtype=torch.int64)
-        batch = torch.cat([prompt.reshape(1, -1).expand(VOCAB**depth, -1), prefixes.reshape(VOCAB**depth, depth)], 1)
-        with torch.no_grad():
-            p = probabilities(target(batch).logits[:, -1], **options).double().numpy()  # [V ** depth, V]
-        law = (law[:, None] * p).reshape(-1)
-    return law / law.sum()
-
-
-def assert_law(samples: list[list[int]], law: np.ndarray) -> None:
-    """Chi-square goodness of fit of token sequences to ``law``; cells expecting < 5 are pooled."""
-    length = round(math.log(law.size, VOCAB))
-    index = np.array([np.ravel_multi_index(s[:length], (VOCAB,) * length) for s in samples])
-    counts = np.bincount(index, minlength=law.size)
-    assert counts[law == 0].sum() == 0, "a sequence of probability 0 was generated"
-    expected = law * len(samples)
-    big = expected >= 5
-    observed, expected = np.append(counts[big], counts[~big].sum()), np.append(expected[big], expected[~big].sum())
-    if expected[-1] == 0:  # no small cells with positive probability to pool
-        observed, expected = observed[:-1], expected[:-1]
-    pvalue = scipy.stats.chisquare(observed, expected).pvalue
-    assert pvalue > SIGNIFICANCE, f"chi-square p = {pvalue:.2e}"
 
 
 RUNS = 400

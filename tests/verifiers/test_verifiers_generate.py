@@ -9,21 +9,17 @@ verifier / scheme / tree combinations refused before any model call, in
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pytest
-import scipy.stats
 import torch
-from conftest import VOCAB, tiny_llama
+from exact_law import assert_law, sequence_law
 
 from multidraft.cli import main
 from multidraft.decoding import generate
-from multidraft.sampling_options import probabilities
 from multidraft.tree import parse_shape, shape_depth
 
-SIGNIFICANCE = 1e-4
 RUNS = 400
 PROMPT = torch.tensor([[3, 1, 4]])
 OPTIONS = {"top_k": 6, "top_p": 0.9}
@@ -39,54 +35,20 @@ LAW_CASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def pair():
-    return tiny_llama(0), tiny_llama(1)
-
-
-def sequence_law(target, length: int, **options) -> np.ndarray:
-    """The target's exact law of its next ``length`` tokens after PROMPT, [V ** length]."""
-    law = np.ones(1)
-    for depth in range(length):
-        prefixes = torch.tensor(list(itertools.product(range(VOCAB), repeat=depth)), dtype=torch.int64)
-        batch = torch.cat([PROMPT.expand(VOCAB**depth, -1), prefixes.reshape(VOCAB**depth, depth)], 1)
-        with torch.no_grad():
-            p = probabilities(target(batch).logits[:, -1], **options).double().numpy()
-        law = (law[:, None] * p).reshape(-1)
-    return law / law.sum()
-
-
-def chi_square_pvalue(samples: list[list[int]], law: np.ndarray) -> float:
-    index = np.array([np.ravel_multi_index(s[:2], (VOCAB, VOCAB)) for s in samples])
-    counts = np.bincount(index, minlength=law.size)
-    assert counts[law == 0].sum() == 0, "a sequence of probability 0 was generated"
-    expected = law * len(samples)
-    big = expected >= 5
-    observed, expected = np.append(counts[big], counts[~big].sum()), np.append(expected[big], expected[~big].sum())
-    if expected[-1] == 0:
-        observed, expected = observed[:-1], expected[:-1]
-    return float(scipy.stats.chisquare(observed, expected).pvalue)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(("verifier", "scheme", "tree"), LAW_CASES)
 def test_first_two_tokens_have_the_target_law(pair, verifier, scheme, tree):
     target, draft = pair
-    law = sequence_law(target, 2, temperature=1.0, **OPTIONS)
+    law = sequence_law(target, PROMPT, 2, temperature=1.0, **OPTIONS)
     generator = torch.Generator().manual_seed(11)
     samples = [
         generate(target, draft, PROMPT, scheme=scheme, tree=tree, max_new_tokens=2, generator=generator,
                  verifier=verifier, **OPTIONS).tokens
         for _ in range(RUNS)
     ]
-    assert chi_square_pvalue(samples, law) > SIGNIFICANCE
+    assert_law(samples, law)
 
 
 @pytest.mark.parametrize(("verifier", "scheme", "tree"), [("block", "sps", "1x4"), ("traversal", "rrs", "2x3")])
