@@ -211,12 +211,7 @@ def draft_tree(
     tree = Tree.from_root(seq[-1], shape=shape)
     while True:
         laws.append(sampling.laws(logits[-1]))  # [n_level, V] at the deepest level
-        start, groups = tree.level_starts[-2], tree.pending()
-        whole = len(groups) == 1 and len(groups[0][1]) == laws[-1].shape[0]
-        level = tree.grow_groups([
-            (nodes, scheme.sample_drafts(laws[-1] if whole else laws[-1][[i - start for i in nodes]], k, generator))
-            for k, nodes in groups
-        ])
+        level = grow_level(tree, laws[-1], scheme, generator)
         if not tree.pending():
             break  # the new level are leaves: never read
         visible = tree.visibility(level, prefix=n - 1)  # keys: n - 1 committed, then nodes 0..level.stop - 1
@@ -224,6 +219,16 @@ def draft_tree(
         logits.append(forward(draft, cache, tree.tokens[level], positions, visible, level.stop - level.start))
         check_finite(logits[-1], "draft", positions, at=step_label(step), nodes=range(level.start, level.stop))
     return tree, torch.cat(logits), torch.cat(laws)
+
+
+def grow_level(tree: Tree, law: torch.Tensor, scheme: Scheme, generator) -> slice:
+    """Draw the drafts of the deepest level's nodes from their laws ``law`` [n_level, V]; returns the new level."""
+    start, groups = tree.level_starts[-2], tree.pending()
+    whole = len(groups) == 1 and len(groups[0][1]) == law.shape[0]
+    return tree.grow_groups([
+        (nodes, scheme.sample_drafts(law if whole else law[[i - start for i in nodes]], k, generator))
+        for k, nodes in groups
+    ])
 
 
 def score_tree(target, cache: DynamicCache, seq: torch.Tensor, tree: Tree, *, step: int | None = None) -> torch.Tensor:

@@ -94,3 +94,7 @@ def test_paired_steps_share_contexts(pair):
         for step in range(lengths.pop() if False else len(per_depth[1])):
             values = [per_depth[d][step] for d in (1, 2, 3)]
             assert 1.0 <= values[0] <= values[1] + 1e-12 <= values[2] + 2e-12 <= 4.0 + 2e-12  # a cut never gains
+    assert set(result["integrated"]) == {"spechub", "rrs", "rrs-wor"}  # every entry has a closed-form rate at k = 2
+    for per_depth in result["integrated"].values():
+        assert all(1.0 <= value <= 4.0 + 1e-12 for d in per_depth for value in per_depth[d])
+        assert all(len(per_depth[d]) == len(result["expected"]["rrs"][1]) for d in per_depth)

@@ -4,7 +4,8 @@ Comparing two schemes by separate end-to-end runs leaves most of the noise
 in the difference: each run sees other contexts and other drafts.  Here the
 schemes are compared **at the same contexts**.  Generation goes step by step;
 at each step every draft law drafts its own tree from the same committed
-text, the target scores it, and each compared verifier's exact expected
+text, all trees are read together (one draft forward per level, one target
+forward: :mod:`multidraft.forest`), and each compared verifier's exact expected
 number of tokens given that same tree and p, q at its nodes is recorded (the Rao-Blackwellised tokens per
 step, :meth:`multidraft.verifiers.base.Verifier.expected_tokens`), for the
 tree and for its cuts at every smaller depth (a uniform ``KxD`` tree cut at
@@ -13,10 +14,23 @@ Then one of the schemes, rotating from step to step, verifies its tree for
 real and the text moves on; every scheme is lossless, so the committed text
 has the target's law whichever scheme drove it.
 
+The draft laws share their random numbers within a step (common random
+numbers): every scheme draws its tree from a generator seeded with the same
+per-step seed, and every sampler draws by inverse CDF from ``torch.rand``
+in node order, so where the laws agree the trees agree (the first draft at
+a node is the same token under the i.i.d., without-replacement and hub
+laws).  Each scheme's tree still has exactly its own draft law given the
+context, so each estimate is unchanged in expectation; only the noise of
+the differences shrinks.  Verification draws from a separate stream.
+
 The estimate for a scheme and depth is the mean over the shared steps of its
 expected tokens: the expected tokens per target call at contexts drawn as the
-decoder meets them.  Differences between schemes are paired step by step, and
-their intervals bootstrap prompts (steps clustered by prompt).
+decoder meets them.  For the token walk a second, lower-variance estimate
+of the same quantity is recorded, the expected tokens with every node's own
+drafts integrated out through the scheme's exact acceptance rate
+(:func:`multidraft.verifiers.token.integrated_tokens`); differences use it
+where both entries have it.  Differences between schemes are paired step by
+step, and their intervals bootstrap prompts (steps clustered by prompt).
 """
 
 from __future__ import annotations
@@ -27,9 +41,11 @@ import torch
 
 from multidraft import schemes, verifiers
 from multidraft.bench.stats import paired_ratio_difference, ratio_interval
-from multidraft.decoding import Sampling, check_request, draft_tree, keep_path, new_cache, score_tree
+from multidraft.decoding import Sampling, check_request, keep_path, new_cache
 from multidraft.execution import prepare
+from multidraft.forest import draft_forest, score_forest
 from multidraft.tree import check_shape, parse_shape, shape_depth
+from multidraft.verifiers.token import integrated_tokens
 
 
 def entry(name: str) -> tuple[str, str]:
@@ -54,7 +70,10 @@ def check_plan(names: Sequence[str], tree: str) -> None:
 @torch.no_grad()
 def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], tree: str, temperature: float,
                  new_tokens: int, seed: int, top_k=None, top_p=None) -> dict:
-    """One prompt: ``{"expected": {name: {depth: [E tokens per step]}}, "tokens": [...]}`` (see module docstring).
+    """One prompt: ``{"expected" | "integrated": {name: {depth: [E tokens per step]}}, "tokens": [...]}``.
+
+    ``expected`` is given each drafted tree, ``integrated`` (entries where
+    :func:`integrable`) integrates each node's own drafts; see the module docstring.
 
     ``names`` are ``scheme`` or ``scheme:verifier`` entries (:func:`entry`).
     """
@@ -67,35 +86,52 @@ def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], t
     sampling = Sampling(temperature, top_k, top_p, device, torch.promote_types(target.dtype, torch.float32))
     generator = torch.Generator(device=device).manual_seed(seed)
     target_cache, draft_cache = new_cache(), new_cache()
-    expected = {name: {depth: [] for depth in range(1, shape_depth(shape) + 1)} for name in names}
+    depths = shape_depth(shape)
+    expected = {name: {depth: [] for depth in range(1, depths + 1)} for name in names}
+    integrated = {name: {depth: [] for depth in range(1, depths + 1)} for name in names if integrable(name, shape)}
     out: list[int] = []
     step = 0
     drafted_by = list(dict.fromkeys(entry(name)[0] for name in names))  # each draft law drafts once per step
+    laws_of = [schemes.get(name) for name in drafted_by]
+    drafting = [torch.Generator(device=device) for _ in drafted_by]  # one seed per step for all: common random numbers
     while len(out) < new_tokens:
         n = seq.shape[0]
-        driver = names[step % len(names)]
-        driver_scheme = entry(driver)[0]
-        for scheme_name in [other for other in drafted_by if other != driver_scheme] + [driver_scheme]:
-            scheme = schemes.get(scheme_name)
-            drafted, _, q = draft_tree(draft, draft_cache, seq, shape, scheme, sampling, generator, step=step + 1)
-            p = sampling.laws(score_tree(target, target_cache, seq, drafted, step=step + 1))  # [N, V]
-            for name in (name for name in names if entry(name)[0] == scheme_name):  # same tree, each verifier
+        step_seed = int(torch.randint(2**62, (1,), generator=generator, device=device))
+        for stream in drafting:
+            stream.manual_seed(step_seed)
+        trees, q_laws, draft_keys = draft_forest(draft, draft_cache, seq, shape, laws_of, sampling, drafting, step=step + 1)
+        logits, target_keys = score_forest(target, target_cache, seq, trees, step=step + 1)
+        p_laws = [sampling.laws(rows) for rows in logits]  # [N_s, V] per tree
+        for drafted, scheme, p, q in zip(trees, laws_of, p_laws, q_laws):
+            for name in (name for name in names if entry(name)[0] == scheme.name):  # same tree, each verifier
                 rule = verifiers.get(entry(name)[1])
-                for depth in range(1, drafted.depth + 1):
-                    cut = drafted.truncated(depth)
-                    expected[name][depth].append(rule.expected_tokens(cut, scheme, p[: cut.size], q[: cut.n_internal]))
-                for depth in range(drafted.depth + 1, shape_depth(shape) + 1):  # merged drafts ended the tree early
-                    expected[name][depth].append(expected[name][drafted.depth][-1])
-            if scheme_name != driver_scheme:  # back to the committed text, root unread, for the next draft law
-                keep_path(target_cache, n - 1, [])
-                keep_path(draft_cache, n - 1, [])
-        walk = verifiers.get(entry(driver)[1]).verify(drafted, scheme, p, q, generator)
-        keep_path(target_cache, n, [n - 1 + node for node in walk.path])
-        keep_path(draft_cache, n, [n - 1 + node for node in walk.path if node < drafted.n_internal])
+                given_tree = [rule.expected_tokens(cut, scheme, p[: cut.size], q[: cut.n_internal])
+                              for cut in map(drafted.truncated, range(1, drafted.depth + 1))]
+                _append(expected[name], given_tree, depths)
+                if name in integrated:
+                    _append(integrated[name], integrated_tokens(drafted, scheme, p, q), depths)
+        driver = names[step % len(names)]
+        s = drafted_by.index(entry(driver)[0])
+        walk = verifiers.get(entry(driver)[1]).verify(trees[s], laws_of[s], p_laws[s], q_laws[s], generator)
+        keep_path(target_cache, n, [n - 1 + target_keys[s][node] for node in walk.path])
+        keep_path(draft_cache, n, [n - 1 + draft_keys[s][node] for node in walk.path if node in draft_keys[s]])
         seq = torch.cat([seq, torch.tensor(walk.tokens, device=device)])
         out += walk.tokens
         step += 1
-    return {"expected": expected, "tokens": out[:new_tokens]}
+    return {"expected": expected, "integrated": integrated, "tokens": out[:new_tokens]}
+
+
+def _append(series: dict[int, list[float]], per_depth: Sequence[float], depths: int) -> None:
+    """Add one step's values for depths 1..len(per_depth); a tree that ended early (merged drafts) repeats its last."""
+    for depth in range(1, depths + 1):
+        series[depth].append(per_depth[min(depth, len(per_depth)) - 1])
+
+
+def integrable(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether :func:`~multidraft.verifiers.token.integrated_tokens` applies: the token walk, with a closed-form
+    rate at every node's k (not ``otm``; ``rrs-wor`` only with k <= 2 at the models' vocabulary)."""
+    scheme, verifier = entry(name)
+    return verifier == "token" and scheme != "otm" and (scheme != "rrs-wor" or max(shape) <= 2)
 
 
 def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -108,22 +144,45 @@ def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _totals(chosen: Sequence[dict], estimator: str, name: str, depth: int) -> tuple[list[float], list[int]] | None:
+    """Per prompt (sum over steps, steps) of one estimator's series, or None where a record lacks it."""
+    series = [r.get(estimator, {}).get(name, {}).get(str(depth)) for r in chosen]
+    if any(s is None for s in series):
+        return None
+    return [sum(s) for s in series], [len(s) for s in series]
+
+
 def summarise(records: Sequence[dict], names: Sequence[str], seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Rows per (temperature, entry, depth) and the paired differences of :func:`comparisons`."""
+    """Rows per (temperature, entry, depth) and the paired differences of :func:`comparisons`.
+
+    Each row gives the mean of the expected tokens given the tree and, where
+    recorded, of the integrated estimate; each difference uses the
+    integrated estimates when both entries have them (``estimator``), and
+    also gives the difference of the given-tree estimates as a cross-check.
+    """
     rows, gains = [], []
     for temperature in sorted({r["temperature"] for r in records}):
         chosen = sorted((r for r in records if r["temperature"] == temperature), key=lambda r: r["prompt"])
         depths = sorted(int(d) for d in chosen[0]["expected"][names[0]])
         for depth in depths:
-            sums = {name: ([sum(r["expected"][name][str(depth)]) for r in chosen],
-                           [len(r["expected"][name][str(depth)]) for r in chosen]) for name in names}
+            given = {name: _totals(chosen, "expected", name, depth) for name in names}
+            integrated = {name: _totals(chosen, "integrated", name, depth) for name in names}
             for name in names:
-                total, steps = sums[name]
-                rows.append({"temperature": temperature, "scheme": name, "depth": depth, "prompts": len(chosen),
-                             "steps": sum(steps), "expected_tokens_per_step": sum(total) / sum(steps),
-                             "ci95": ratio_interval(total, steps, seed)})
+                total, steps = given[name]
+                row = {"temperature": temperature, "scheme": name, "depth": depth, "prompts": len(chosen),
+                       "steps": sum(steps), "expected_tokens_per_step": sum(total) / sum(steps),
+                       "ci95": ratio_interval(total, steps, seed), "integrated_tokens_per_step": None,
+                       "integrated_ci95": None}
+                if integrated[name] is not None:
+                    row["integrated_tokens_per_step"] = sum(integrated[name][0]) / sum(steps)
+                    row["integrated_ci95"] = ratio_interval(*integrated[name], seed)
+                rows.append(row)
             for a, b in comparisons(names):
-                delta, interval = paired_ratio_difference(sums[a], sums[b], seed)
+                both = integrated[a] is not None and integrated[b] is not None
+                delta, interval = paired_ratio_difference(*((integrated if both else given)[x] for x in (a, b)), seed)
+                given_delta, given_interval = paired_ratio_difference(given[a], given[b], seed)
                 gains.append({"temperature": temperature, "depth": depth, "comparison": f"{a} - {b}",
-                              "prompts": len(chosen), "delta": delta, "ci95": interval})
+                              "prompts": len(chosen), "estimator": "integrated" if both else "given tree",
+                              "delta": delta, "ci95": interval,
+                              "given_tree_delta": given_delta, "given_tree_ci95": given_interval})
     return rows, gains

@@ -272,13 +272,22 @@ def paired_markdown(rows: list[dict], gains: list[dict]) -> str:
     from multidraft.bench.report import markdown_table
     from multidraft.bench.stats import format_interval
 
-    table = markdown_table([{**r, "ci": format_interval(r["ci95"])} for r in rows], [
+    table = markdown_table([{**r, "ci": format_interval(r["ci95"]), "integrated": _blank(r["integrated_tokens_per_step"]),
+                             "integrated_ci": "—" if r["integrated_tokens_per_step"] is None
+                             else format_interval(r["integrated_ci95"])} for r in rows], [
         ("temperature", "T"), ("scheme", "scheme"), ("depth", "depth"), ("prompts", "prompts"), ("steps", "steps"),
-        ("expected_tokens_per_step", "E tokens/call"), ("ci", "95% CI")])
-    differences = markdown_table([{**g, "ci": format_interval(g["ci95"], signed=True)} for g in gains], [
+        ("expected_tokens_per_step", "E tokens/call given tree"), ("ci", "95% CI"),
+        ("integrated", "integrated"), ("integrated_ci", "95% CI")])
+    differences = markdown_table([{**g, "ci": format_interval(g["ci95"], signed=True),
+                                   "given_ci": format_interval(g["given_tree_ci95"], signed=True)} for g in gains], [
         ("temperature", "T"), ("depth", "depth"), ("comparison", "comparison"), ("prompts", "prompts"),
-        ("delta", "Δ E tokens/call"), ("ci", "95% CI")])
+        ("estimator", "estimator"), ("delta", "Δ E tokens/call"), ("ci", "95% CI"),
+        ("given_tree_delta", "Δ given tree"), ("given_ci", "95% CI")])
     return table + "\n\n" + differences
+
+
+def _blank(value):
+    return "—" if value is None else value
 
 
 def run_paired(args: argparse.Namespace) -> int:
@@ -291,7 +300,7 @@ def run_paired(args: argparse.Namespace) -> int:
     temperatures = _checked_run_arguments(args)
     names = [name.strip() for name in args.schemes.split(",") if name.strip()]
     paired.check_plan(names, args.tree)
-    header = _run_header(args, temperatures, schemes=names, tree=args.tree)
+    header = _run_header(args, temperatures, schemes=names, tree=args.tree, draft_randomness="common per step")
     store = ResultStore(args.out / f"{args.name}.jsonl", header, ("temperature", "prompt"), resume=args.resume)
     pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
     prompts = _encoded_prompts(pair, args)
