@@ -4,7 +4,9 @@
    prepacked oneDNN path (:func:`multidraft.execution.prepare`), interleaved, median of 5.
 2. Each draft option of :func:`multidraft.execution.prepare_draft`: single-draft acceptance
    sum min(p, q) on target-sampled positions (8 prompts x 24 tokens, T = 1) and the median
-   1-query forward time after a 150-token cache.
+   1-query forward time after a 150-token cache.  The draft reads each text as the decoder
+   reads it (the prompt in one forward, then one token per forward:
+   :func:`multidraft.bench.recording.read_as_decoder`); the int8 draft's q depends on it.
 
     .venv/bin/python benchmarks/bench_execution.py
 
@@ -22,6 +24,7 @@ import torch
 
 from multidraft import models
 from multidraft.bench.inputs import encode, pick_prompts
+from multidraft.bench.recording import read_as_decoder
 from multidraft.decoding import autoregressive, causal_visibility, forward, keep_path, new_cache
 from multidraft.execution import prepare, prepare_draft
 from multidraft.planning.profile import median_seconds
@@ -68,7 +71,7 @@ def main() -> None:
     drafts = []
     for option in OPTIONS:
         draft = prepare_draft(pair.draft.load(), special_ids=SPECIAL, **option)
-        q = torch.cat([probabilities(draft(s).logits[0, n - 1 : -1], 1.0) for n, s in sequences])
+        q = torch.cat([probabilities(read_as_decoder(draft, s[0], n), 1.0) for n, s in sequences])
         drafts.append({**option, "acceptance": float(torch.minimum(p, q).sum(-1).mean()),
                        "positions": int(p.shape[0]), "forward_ms": forward_ms(draft, 1, 150)})
         del draft

@@ -62,9 +62,13 @@ def profile_path(target, draft) -> Path:
     return plans_dir() / f"profile-{fingerprint(model_description(target, draft))}.json"
 
 
+#: Bumped when pilot rates are measured differently (2: the draft reads the sample as the decoder reads it).
+RATES_VERSION = 2
+
+
 def rates_path(target, draft, temperature: float, top_k, top_p) -> Path:
     tag = f"T{temperature:g}-k{top_k}-p{top_p}"
-    return plans_dir() / f"rates-{fingerprint(model_description(target, draft))}-{tag}.json"
+    return plans_dir() / f"rates{RATES_VERSION}-{fingerprint(model_description(target, draft))}-{tag}.json"
 
 
 def cached_profile(target, draft, progress=None) -> Profile:
@@ -79,8 +83,11 @@ def cached_profile(target, draft, progress=None) -> Profile:
 
 @torch.no_grad()
 def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, top_p) -> RankRates:
-    """Rank acceptance at the positions of a short target sample from ``prompt`` (own fixed seed)."""
-    from multidraft.bench.recording import truncate
+    """Rank acceptance at the positions of a short target sample from ``prompt`` (own fixed seed).
+
+    The draft reads the sample as the decoder reads it (:func:`multidraft.bench.recording.read_as_decoder`).
+    """
+    from multidraft.bench.recording import read_as_decoder, truncate
     from multidraft.decoding import autoregressive
     from multidraft.sampling_options import probabilities
 
@@ -93,7 +100,7 @@ def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
     sequence = torch.cat([prompt, torch.tensor(sample, device=prompt.device)])[None]
     rows = slice(prompt.numel() - 1, sequence.shape[1] - 1)
     p = probabilities(target(sequence).logits[0, rows].double(), temperature, top_k, top_p)
-    q = probabilities(draft(sequence).logits[0, rows].double(), temperature, top_k, top_p)
+    q = probabilities(read_as_decoder(draft, sequence[0], prompt.numel()).double(), temperature, top_k, top_p)
     _, p_top, q_top, p_tail, q_tail = truncate(p, q, PILOT_TOP_N)
     p_rows = torch.cat([p_top, p_tail[:, None]], -1)
     q_rows = torch.cat([q_top, q_tail[:, None]], -1)
