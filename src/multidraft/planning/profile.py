@@ -222,13 +222,13 @@ def attention_flops(model, queries: int, context: int) -> float:
 
 def machine_roofline(repeats: int = 5) -> dict:
     """Read bandwidth (bytes/s) and float32 prepacked-matmul throughput (FLOP/s) of this machine."""
-    from torch.utils import mkldnn
+    from multidraft.execution import PackedLinear
 
     big = torch.ones(128 * 1024 * 1024)  # 512 MB
     seconds = median_seconds(big.sum, repeats)
     bandwidth = big.numel() * big.element_size() / seconds
     del big
-    linear = mkldnn.MkldnnLinear(torch.nn.Linear(1536, 8960, bias=False), torch.float32)
+    linear = PackedLinear(torch.nn.Linear(1536, 8960, bias=False))
     x = torch.randn(256, 1536)
     with torch.no_grad():
         throughput = 2 * 256 * 1536 * 8960 / median_seconds(lambda: linear(x), repeats)
