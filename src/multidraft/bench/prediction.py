@@ -9,6 +9,13 @@ one.  A second prediction keeps the cost model but uses the measured
 tokens per step, which separates the error of the time model from that of
 the acceptance model.  Hugging Face assisted generation runs another code
 path and is not predicted.
+
+Absolute tokens/s follow the machine's state when it was profiled; on a
+shared machine that drifts (its read bandwidth moved between 33 and 80 GB/s
+within an hour here).  So each row also sets the predicted speedup over
+autoregressive sampling (both predicted from the same profile) beside the
+measured one (both measured in the same interleaved run): a drift that
+slows every forward alike cancels in both.
 """
 
 from __future__ import annotations
@@ -47,4 +54,11 @@ def prediction_rows(records: Sequence[dict], profile: Profile, rates: dict[float
                      "ratio": predicted / measured,  # measured tokens/s over predicted tokens/s
                      "predicted_with_measured_steps": tokens / with_measured_steps,
                      "ratio_with_measured_steps": with_measured_steps / measured})
+    baselines = {row["temperature"]: row for row in rows if row["config"] == AUTOREGRESSIVE}
+    for row in rows:
+        base = baselines.get(row["temperature"])
+        if base is not None:
+            row["measured_speedup"] = row["measured_tokens_per_second"] / base["measured_tokens_per_second"]
+            row["predicted_speedup"] = row["predicted_tokens_per_second"] / base["predicted_tokens_per_second"]
+            row["speedup_ratio"] = row["measured_speedup"] / row["predicted_speedup"]
     return rows

@@ -55,6 +55,7 @@ def register(subparsers) -> None:
     predict.add_argument("--profile", type=Path, default=DEFAULT_OUT / "profile.json", help="from `multidraft profile`")
     predict.add_argument("--recordings", type=Path, nargs="+", required=True,
                          help="`multidraft record` files, one per temperature of the run (acceptance by rank)")
+    predict.add_argument("--out", type=Path, help="OUT.json and OUT.md (default: NAME_prediction beside the results)")
     predict.set_defaults(run=run_predict)
 
     everything = commands.add_parser("all", help="the main job: committed results, a live generation, a small run")
@@ -342,14 +343,15 @@ def run_predict(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"no recording at temperature {missing} among --recordings")
     rows = prediction_rows(records, profile, rates, header["new_tokens"])
-    stem = args.results.with_suffix("")
-    write_json({"results": str(args.results), "profile": str(args.profile), "rows": rows}, Path(f"{stem}_prediction.json"))
+    stem = args.out or args.results.with_suffix("").with_name(args.results.stem + "_prediction")
+    write_json({"results": str(args.results), "profile": str(args.profile), "rows": rows}, Path(f"{stem}.json"))
     table = markdown_table(rows, [
         ("temperature", "T"), ("config", "configuration"), ("prompts", "prompts"),
         ("measured_tokens_per_second", "measured tokens/s"), ("predicted_tokens_per_second", "predicted tokens/s"),
         ("ratio", "measured / predicted"), ("predicted_with_measured_steps", "predicted, measured tokens/call"),
-        ("ratio_with_measured_steps", "measured / that")])
-    Path(f"{stem}_prediction.md").write_text(table + "\n")
+        ("ratio_with_measured_steps", "measured / that"), ("measured_speedup", "measured speedup"),
+        ("predicted_speedup", "predicted speedup"), ("speedup_ratio", "measured / predicted speedup")])
+    Path(f"{stem}.md").write_text(table + "\n")
     print(table)
     return 0
 
