@@ -1,7 +1,8 @@
 """The execution path and the draft options on the bundled pair, measured in one process.
 
-1. Target forwards over Q query tokens after a 120-token cache, as plain ``nn.Linear`` and on the
-   prepacked oneDNN path (:func:`multidraft.execution.prepare`), interleaved, median of 5.
+1. Target forwards over Q query tokens after a 120-token cache, median of 7, interleaved: plain
+   ``nn.Linear`` against the prepacked oneDNN path (:func:`multidraft.execution.prepare`), then the
+   previous path (``torch.utils.mkldnn.MkldnnLinear``) against it (two models in memory at a time).
 2. Each draft option of :func:`multidraft.execution.prepare_draft`: single-draft acceptance
    sum min(p, q) on target-sampled positions (8 prompts x 24 tokens, T = 1) and the median
    1-query forward time after a 150-token cache.  The draft reads each text as the decoder
@@ -18,16 +19,18 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils import mkldnn
 
 from multidraft import models
 from multidraft.bench.inputs import encode, pick_prompts
 from multidraft.bench.recording import read_as_decoder
 from multidraft.decoding import autoregressive, causal_visibility, forward, keep_path, new_cache
 from multidraft.execution import prepare, prepare_draft
-from multidraft.planning.profile import median_seconds
 from multidraft.sampling_options import probabilities
 
 RESULTS = Path(__file__).parent / "results" / "execution.json"
@@ -38,27 +41,58 @@ OPTIONS = ({"precision": "float32"}, {"precision": "int8"}, {"precision": "int8"
 
 
 def forward_ms(model, queries: int, context: int) -> float:
-    cache = new_cache()
-    tokens = torch.randint(0, 1000, (context + queries,), generator=torch.Generator().manual_seed(0))
-    forward(model, cache, tokens[:context], torch.arange(context), causal_visibility(0, context, tokens.device), 1)
-    visible = torch.ones(queries, context + queries, dtype=torch.bool)
+    return interleaved_ms({"model": model}, (queries,), context)[("model", queries)]
 
-    def once():
-        forward(model, cache, tokens[context:], torch.arange(context, context + queries), visible, queries)
-        keep_path(cache, context, [])
 
-    return 1000 * median_seconds(once, 5)
+def interleaved_ms(named: dict, queries: tuple[int, ...], context: int, repeats: int = 7) -> dict:
+    """Median ms of a forward over each query count after a ``context``-token cache, per (name, queries).
+
+    Every repetition times every (query count, model) once, the model order alternating, after one
+    warm-up round, so that load changes hit all models alike.
+    """
+    tokens = torch.randint(0, 1000, (context + max(queries),), generator=torch.Generator().manual_seed(0))
+    caches = {}
+    for name, model in named.items():
+        caches[name] = new_cache()
+        forward(model, caches[name], tokens[:context], torch.arange(context), causal_visibility(0, context, tokens.device), 1)
+    times: dict = {}
+    for repeat in range(repeats + 1):
+        for count in queries:
+            visible = torch.ones(count, context + count, dtype=torch.bool)
+            order = list(named.items()) if repeat % 2 else list(named.items())[::-1]
+            for name, model in order:
+                start = time.perf_counter()
+                forward(model, caches[name], tokens[context : context + count], torch.arange(context, context + count),
+                        visible, count)
+                if repeat:  # the first round warms up
+                    times.setdefault((name, count), []).append(time.perf_counter() - start)
+                keep_path(caches[name], context, [])
+    return {key: 1000 * float(np.median(values)) for key, values in times.items()}
+
+
+def with_mkldnn_linear(model):
+    """The previous execution path: every ``nn.Linear`` as ``torch.utils.mkldnn.MkldnnLinear`` (for comparison)."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(module, name, mkldnn.MkldnnLinear(child, torch.float32))
+    model._multidraft_prepared = True  # keep prepare() from swapping again
+    return model
 
 
 @torch.no_grad()
 def main() -> None:
     pair = models.bundled_pair()
     load = [os.getloadavg()[0]]
-    plain, packed = pair.target.load(), prepare(pair.target.load())
-    execution = [{"queries": q, "plain_ms": forward_ms(plain, q, 120), "prepacked_ms": forward_ms(packed, q, 120)}
-                 for q in QUERIES]
+    packed, plain = prepare(pair.target.load()), pair.target.load()
+    first = interleaved_ms({"plain": plain, "packed": packed}, QUERIES, 120)
     del plain
     gc.collect()
+    second = interleaved_ms({"mkldnn": with_mkldnn_linear(pair.target.load()), "packed": packed}, QUERIES, 120)
+    gc.collect()
+    execution = [{"queries": q, "plain_ms": first[("plain", q)], "prepacked_ms": first[("packed", q)],
+                  "mkldnn_linear_ms": second[("mkldnn", q)], "prepacked_beside_mkldnn_ms": second[("packed", q)]}
+                 for q in QUERIES]
     tokenizer = pair.target.load_tokenizer()
     sequences = []
     for index, prompt in enumerate(pick_prompts(8)):
@@ -80,9 +114,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps({"benchmark": "execution", "load_average": load, "target_forwards": execution,
                                    "draft_options": drafts}, indent=1) + "\n")
     print(f"load average {load[0]:.2f} before, {load[1]:.2f} after")
-    print("queries  plain ms  prepacked ms")
+    print("queries  plain ms  prepacked ms | MkldnnLinear ms  prepacked ms")
     for row in execution:
-        print(f"{row['queries']:7d}  {row['plain_ms']:8.1f}  {row['prepacked_ms']:12.1f}")
+        print(f"{row['queries']:7d}  {row['plain_ms']:8.1f}  {row['prepacked_ms']:12.1f} | "
+              f"{row['mkldnn_linear_ms']:15.1f}  {row['prepacked_beside_mkldnn_ms']:12.1f}")
     print("draft option                 acceptance  1-query ms")
     for row in drafts:
         name = row["precision"] + (f", first {row['vocabulary']} ids" if row.get("vocabulary") else "")

@@ -6,8 +6,9 @@ roofline), whatever the number of queries up to a few dozen.  With plain
 ``torch.nn.Linear`` on the CPU it does not: the float32 GEMM re-packs the
 weight matrix on every call, and a 7-query forward of the 1.5B target cost
 3-4x a 1-query one.  oneDNN's linear with the weight reordered once into its
-blocked layout removes that.  Two ways to call it were measured on the
-project's 2-core CPU (median of 20, one 1536x8960 layer, 1 / 2 / 4 / 8 rows):
+blocked layout removes that.  Two ways to call it were compared in an
+exploratory run on the project's 2-core CPU (median of 20, one 1536x8960
+layer, 1 / 2 / 4 / 8 rows; whole-model figures: ``benchmarks/bench_execution.py``):
 ``torch.utils.mkldnn.MkldnnLinear`` 1.76 / 2.34 / 2.26 / 1.94 ms, and
 ``torch.ops.mkldnn._linear_pointwise`` on a weight reordered for 8 rows
 (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's freezing
@@ -30,11 +31,12 @@ acceptance only (:func:`prepare_draft`):
 * ``precision="int8"``: dynamic int8 quantisation of every linear layer
   (``torch.ao.quantization.quantize_dynamic`` with per-channel weight scales;
   activations quantised per call), a quarter of the bytes per forward.
-  Measured on the bundled 0.5B draft (192 positions, T = 1, loaded 2-core
-  CPU): single-draft acceptance sum min(p, q) 0.719 in float32, 0.615 in
-  int8 per channel (0.574 with one scale per tensor); a 1-query forward
-  about 0.34x the float32 one.  bfloat16 keeps 0.718 but runs at 0.77x
-  float32 here, so it is not offered;
+  Measured on the bundled 0.5B draft read as the decoder reads it
+  (``benchmarks/bench_execution.py``: 192 positions, T = 1): single-draft
+  acceptance sum min(p, q) 0.719 in float32, 0.689 in int8 per channel; a
+  1-query forward 0.41x the float32 one.  Per-tensor scales and bfloat16
+  (which ran at 0.77x float32 here) were tried in exploratory runs and are
+  not offered;
 * ``vocabulary=n``: the draft's output layer keeps only the first ``n`` token
   ids and gives q = 0 elsewhere (a frequent-token sub-vocabulary as in FR-Spec,
   arXiv 2502.14856, and EAGLE-3: byte-level BPE vocabularies such as Qwen's are
