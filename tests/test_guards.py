@@ -75,7 +75,9 @@ def test_autoregressive_and_record_refuse_nan():
             autoregressive(target, PROMPT, max_new_tokens=6, generator=torch.Generator())
     finally:
         handle.remove()
-    handle = corrupt_call(draft, call=2, value=math.nan, row=-2)  # record runs the draft once per prompt
+    # record reads the draft as the decoder does: prompt 0 (3 tokens, 3 new) in calls 1-3, prompt 1 (2 tokens)
+    # in calls 4 (its prompt, position 1), 5 (position 2) and 6 (position 3)
+    handle = corrupt_call(draft, call=6, value=math.nan)
     try:
         with pytest.raises(NonFiniteLogits, match=r"^draft model produced NaN logits at prompt 1, position 3;"):
             record(target, draft, [PROMPT, PROMPT[:2]], temperature=1.0, top_k=None, top_p=None, new_tokens=3,
