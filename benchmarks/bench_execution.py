@@ -30,7 +30,7 @@ from multidraft import models
 from multidraft.bench.inputs import encode, pick_prompts
 from multidraft.bench.recording import read_as_decoder
 from multidraft.decoding import autoregressive, causal_visibility, forward, keep_path, new_cache
-from multidraft.execution import prepare, prepare_draft
+from multidraft.execution import prepare, prepare_draft, swap_linear
 from multidraft.sampling_options import probabilities
 
 RESULTS = Path(__file__).parent / "results" / "execution.json"
@@ -72,10 +72,7 @@ def interleaved_ms(named: dict, queries: tuple[int, ...], context: int, repeats:
 
 def with_mkldnn_linear(model):
     """The previous execution path: every ``nn.Linear`` as ``torch.utils.mkldnn.MkldnnLinear`` (for comparison)."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child) is torch.nn.Linear:
-                setattr(module, name, mkldnn.MkldnnLinear(child, torch.float32))
+    swap_linear(model, lambda linear: mkldnn.MkldnnLinear(linear, torch.float32))
     model._multidraft_prepared = True  # keep prepare() from swapping again
     return model
 

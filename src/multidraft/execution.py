@@ -78,7 +78,7 @@ class PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
-def _swap_linear(model, make) -> None:
+def swap_linear(model, make) -> None:
     """Replace every ``nn.Linear`` child of every module by ``make(linear)``, in place."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
@@ -95,7 +95,7 @@ def prepare(model):
     if getattr(model, "_multidraft_prepared", False):
         return model
     if can_prepack(model):
-        _swap_linear(model, PackedLinear)
+        swap_linear(model, PackedLinear)
     model._multidraft_prepared = True
     return model
 
