@@ -1,0 +1,1 @@
+"""Engines behind the decoder: one :class:`~multidraft.runners.base.Runner` per model."""

@@ -1,0 +1,59 @@
+"""The seam between the decoder and an inference engine: a :class:`Runner` is one model and its KV cache.
+
+The decoder never calls a model directly.  It asks a runner to read query
+tokens after what its cache already holds and to return their logits, and,
+after verification, to keep only the accepted path.  Everything a tree step
+needs is expressed through three facts per query token:
+
+* ``tokens`` [Q]: the token ids;
+* ``positions`` [Q]: the position of each token (a tree node sits at the
+  root's position plus its depth, so siblings share a position);
+* ``visible`` [Q, cached + Q] bool: which cache entries and which queries of
+  the same call each query attends to (the committed prefix, then its
+  ancestors, itself included).
+
+After a call the Q entries are appended to the cache in query order, so
+cache offset ``cached + i`` holds query i.  :meth:`Runner.keep_path` keeps the
+first ``length`` entries followed by the entries at the given offsets (moved
+down behind them) and drops the rest; that is how the rejected branches of a
+tree leave the cache.
+
+Losslessness is always with respect to the target *as its runner computes
+it*: the verifier makes the output follow the law of the logits the target
+runner returns, whichever engine computes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """One model behind the decoder (see the module docstring)."""
+
+    #: A short name of the engine, e.g. ``"torch"`` or ``"llama.cpp"``.
+    engine: str
+    #: Logits per row (the output layer's size).
+    vocab_size: int
+    #: Where the returned logits live; sampling runs on the target's device.
+    device: torch.device
+
+    def cached(self) -> int:
+        """Entries in the cache."""
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor, keep: int) -> torch.Tensor:
+        """Read ``tokens`` [Q] at ``positions`` [Q] with ``visible`` [Q, cached + Q]; logits [keep, V] of the last
+        ``keep`` queries (float32 or wider), on :attr:`device`.  The queries are appended to the cache."""
+
+    def keep_path(self, length: int, path: Sequence[int]) -> None:
+        """Keep entries [0, length) then the entries at offsets ``path`` (increasing, >= length); drop the rest."""
+
+    def reset(self) -> None:
+        """Empty the cache (a new generation)."""
+
+    def check(self, role: str, total_length: int) -> None:
+        """``ValueError`` naming ``role`` unless this runner can decode trees over ``total_length`` positions."""
