@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup models demo test bench clean
+.PHONY: setup models demo test lint bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -21,18 +21,32 @@ $(VENV)/.models: $(VENV)/.installed src/multidraft/models.py
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	$(PIP) install --quiet -c constraints.txt -e '.[test,llama]'
 	touch $@
 
 demo: models
 	$(PY) -m multidraft.cli bench all
 
-test: setup
+test: lint
 	$(PY) -m pytest
+
+# The house rules: ruff's lint and the import contract (layers import downwards only).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: setup
 	$(PY) benchmarks/bench_verification.py
 	$(PY) benchmarks/bench_optimal.py
+
+# Rebuild constraints.txt from pyproject.toml's ranges in a scratch venv (see the lock file's header).
+lock:
+	rm -rf build/lock && $(PYTHON) -m venv build/lock
+	build/lock/bin/pip install --quiet torch==2.13.0
+	build/lock/bin/pip install --quiet '.[test,llama]'
+	sed -n '/^#/p' constraints.txt > build/lock/header.txt
+	build/lock/bin/pip freeze --exclude multidraft | grep -v '^torch==' | cat build/lock/header.txt - > constraints.txt
+	echo "torch==2.13.0" >> constraints.txt
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

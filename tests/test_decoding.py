@@ -112,7 +112,7 @@ def test_tree_forward_matches_each_path_recomputed(attention):
     for cached in [0, 2, 4]:  # the tree pass also reads seq[cached:] causally
         runner = TorchRunner(target)
         if cached:
-            target(seq[:cached][None], past_key_values=runner.cache, use_cache=True)
+            target(seq[:cached][None], cache=runner.cache, use_cache=True)
         [logits], _ = score_trees(runner, seq, [tree])
         assert runner.cached() == seq.shape[0] - 1 + tree.size
         for node, path in enumerate(node_paths(tree)):

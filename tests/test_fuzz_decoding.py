@@ -102,7 +102,7 @@ def check_cache(model, cache, tokens: list[int], length: int) -> None:
     """``cache`` holds ``length`` entries, and its first len(tokens) equal a fresh forward over ``tokens``."""
     assert cache.get_seq_length() == length
     with torch.no_grad():
-        fresh = model(torch.tensor([tokens]), use_cache=True).past_key_values
+        fresh = model(torch.tensor([tokens]), use_cache=True).cache
     for kept, expected in zip(cache_entries(cache, len(tokens)), cache_entries(fresh, len(tokens))):
         torch.testing.assert_close(kept, expected, atol=1e-4, rtol=0)
 

@@ -250,6 +250,6 @@ def test_real_bundled_pair_forward():
     with torch.no_grad():
         for m in (target, draft):
             cache = DynamicCache(config=m.config)
-            out = m(ids, past_key_values=cache, use_cache=True)
+            out = m(ids, cache=cache, use_cache=True)
             assert out.logits.shape == (1, ids.shape[1], 151_936)
             assert torch.isfinite(out.logits).all()

@@ -1,39 +1,50 @@
-"""The public entry points: :func:`generate` with ``scheme="auto"`` / ``tree="auto"``, and :func:`autoregressive`.
+"""The public entry points: :func:`generate`, where ``scheme`` and ``tree`` may be ``"auto"``, and
+:func:`autoregressive`.
 
 A concrete (scheme, tree) goes straight to :func:`multidraft.decoding.generate`.
-``"auto"`` asks the planner (:mod:`multidraft.planning`) for the best choice on
-this machine: it plans from the cached profile of the machine and pair
-(measured first if there is none) and the cached acceptance of the pair and
-sampling options.  The choice depends on the request only, never on the
-generation's random stream, so the output keeps the target's law.
+``"auto"`` hands every step's choice to the online planner
+(:class:`multidraft.planning.online.OnlinePlanner`): it starts from the
+cached profile of this machine and pair (measured once, with a progress bar,
+if there is none) and a representative prior of the pair's acceptance (the
+one shipped for the bundled pair, else one cached on this machine, else a
+pilot on the request's own prompt), and re-plans every few steps from what
+the generation has seen, plain decoding included.  Every plan is fixed
+before its step draws, so the output keeps the target's law.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 
-from multidraft import planning, schemes
-from multidraft.decoding import autoregressive, check_request
+from multidraft import planning, verifiers
+from multidraft.decoding import autoregressive, run
 from multidraft.decoding import generate as generate_fixed
-from multidraft.planning.acceptance import RankRates, rank_rates, truncate
+from multidraft.limits import DEFAULT_MAX_TREE_NODES
+from multidraft.planning.acceptance import PLANNED, rank_rates, truncate
+from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for
+from multidraft.planning.prior import Prior
+from multidraft.requests import check_pair, check_request
 from multidraft.runners import as_runner, read_as_decoder
 from multidraft.sampling_options import probabilities
-from multidraft.tree import parse_shape
+from multidraft.schemes import get as get_scheme
+from multidraft.tree import check_shape, draft_counts, parse_shape, shape_depth
 
-__all__ = ["autoregressive", "generate", "plan_request"]
+__all__ = ["autoregressive", "generate"]
 
-#: Tokens the target samples from the prompt to measure acceptance when no rates are cached.
+#: Tokens the target samples from the prompt when a pair has no prior (one pilot, then online adaptation).
 PILOT_TOKENS = 32
 #: Tokens of largest p + q kept per pilot position (the rest merged into one tail token).
 PILOT_TOP_N = 256
 
+_tables: dict[tuple, PlanTable] = {}  # per prior and candidate list: built once per process
+
 
 @torch.no_grad()
-def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, top_p) -> RankRates:
-    """Rank acceptance at the positions of a short target sample from ``prompt`` (own fixed seed).
-
-    The draft reads the sample as the decoder reads it (:func:`multidraft.runners.read_as_decoder`).
-    """
+def pilot_prior(target, draft, prompt: torch.Tensor, temperature: float, top_k, top_p) -> Prior:
+    """A one-prompt prior from a short target sample of ``prompt`` (own fixed seed), the draft read as the
+    decoder reads it: the fallback for a pair without a recorded prior."""
     prompt = prompt.reshape(-1).to(target.device)
     sample = autoregressive(target, prompt, max_new_tokens=PILOT_TOKENS, temperature=temperature, top_k=top_k,
                             top_p=top_p, generator=torch.Generator(device=target.device).manual_seed(0)).tokens
@@ -43,38 +54,92 @@ def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
     q = probabilities(read_as_decoder(as_runner(draft), sequence[0], prompt.numel()).double(), temperature, top_k,
                       top_p)
     _, p_top, q_top, p_tail, q_tail = truncate(p, q, PILOT_TOP_N)
-    p_rows = torch.cat([p_top, p_tail[:, None]], -1)
+    p_rows = torch.cat([p_top, p_tail[:, None]], -1)  # [P, N + 1]
     q_rows = torch.cat([q_top, q_tail[:, None]], -1)
-    return rank_rates(p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p,
-                      sequence=[0] * p_rows.shape[0])
+    rates = rank_rates(p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p,
+                       sequence=[0] * p_rows.shape[0])
+    agreement = torch.minimum(p_rows, q_rows).sum(-1).tolist()
+    return Prior(rates, agreement, [""], "pilot on the first prompt")
 
 
-def plan_request(target, draft, input_ids, scheme, tree, max_new_tokens, temperature, top_k, top_p, generator,
-                 eos_token_id) -> tuple[str, object]:
-    """``scheme="auto"`` / ``tree="auto"``: the planner's best (scheme, shape) for this machine and pair.
+def planner_for(target, draft, seq: torch.Tensor, candidates: list[Candidate], *, temperature, top_k, top_p,
+                generator, max_new_tokens: int, adapt: bool = True) -> OnlinePlanner:
+    """The online planner of a checked request over ``candidates`` (module docstring)."""
+    profile = planning.cached_profile(target, draft, progress=_profiling_bar())
+    prior = planning.cached_prior(target, draft, temperature, top_k, top_p,
+                                  lambda: pilot_prior(target, draft, seq, temperature, top_k, top_p))
+    key = (id(prior), tuple(candidates))
+    table = _tables.get(key)
+    if table is None:
+        table = _tables[key] = PlanTable.of(prior, candidates)
+    return OnlinePlanner(profile, prior, table, generator, max_new_tokens, adapt=adapt)
 
-    The request is checked first, so bad input never starts a profile.
-    """
-    if scheme != "auto":
-        scheme = schemes.get(scheme).name if isinstance(scheme, str) else scheme.name
-    if tree != "auto":
-        parse_shape(tree)
-    seq, _ = check_request(as_runner(target), input_ids, max_new_tokens, temperature, top_k, top_p, generator,
-                           eos_token_id)
-    profile = planning.cached_profile(target, draft)
-    rates = planning.cached_rates(target, draft, temperature, top_k, top_p,
-                                  lambda: pilot_rates(target, draft, seq, temperature, top_k, top_p))
-    choice = planning.auto_choice(profile, rates, scheme=scheme, tree=tree, context=seq.shape[0] + max_new_tokens / 2)
-    return choice.scheme, choice.shape
+
+def _profiling_bar():
+    """A progress bar on stderr while the machine is profiled (only the first ``auto`` on a machine)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def say(phase: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=4, desc="profiling this machine (once)", unit="part", leave=False)
+        bar.set_postfix_str(phase)
+        bar.update(1)
+
+    return say
 
 
 def generate(target, draft, input_ids, *, scheme, tree, max_new_tokens: int, temperature: float = 1.0, top_k=None,
-             top_p=None, generator=None, eos_token_id=None, **options):
-    """:func:`multidraft.decoding.generate`, where ``scheme`` and ``tree`` may also be ``"auto"``
-    (``result.scheme`` and ``result.tree`` say what ran)."""
-    if scheme == "auto" or tree == "auto":
-        scheme, tree = plan_request(target, draft, input_ids, scheme, tree, max_new_tokens, temperature, top_k, top_p,
-                                    generator, eos_token_id)
-    return generate_fixed(target, draft, input_ids, scheme=scheme, tree=tree, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                          eos_token_id=eos_token_id, **options)
+             top_p=None, generator=None, eos_token_id=None, on_tokens=None, record: bool = False,
+             exact_expectation: bool = False, max_tree_nodes: int = DEFAULT_MAX_TREE_NODES, verifier: str = "token",
+             adapt: bool = True):
+    """:func:`multidraft.decoding.generate`, where ``scheme`` and ``tree`` may also be ``"auto"``.
+
+    With ``"auto"`` each step's (scheme, tree), or plain decoding, is the online planner's
+    (module docstring; ``adapt=False`` keeps its first choice for the whole generation).
+    ``result.plans`` names every step's choice ("" for plain decoding), ``result.scheme`` and
+    ``result.tree`` the most frequent one ("autoregressive" when plain decoding ran most), and
+    ``result.predicted_tokens`` the planner's expected tokens per step for each choice.
+    """
+    if scheme != "auto" and tree != "auto":
+        return generate_fixed(target, draft, input_ids, scheme=scheme, tree=tree, max_new_tokens=max_new_tokens,
+                              temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                              eos_token_id=eos_token_id, on_tokens=on_tokens, record=record,
+                              exact_expectation=exact_expectation, max_tree_nodes=max_tree_nodes, verifier=verifier)
+    if scheme != "auto":
+        scheme = get_scheme(scheme).name if isinstance(scheme, str) else scheme.name
+        if scheme not in PLANNED:
+            raise ValueError(f"the planner does not cover scheme {scheme!r}; it plans over {', '.join(PLANNED)}")
+    shape = None if tree == "auto" else parse_shape(tree)
+    usable = [c for c in candidates_for(scheme, shape) if _fits(c)]
+    if not usable:
+        raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
+    runners = as_runner(target), as_runner(draft)
+    verifying = verifiers.get(verifier)
+    seq, stop = check_request(runners[0], input_ids, max_new_tokens, temperature, top_k, top_p, generator,
+                              eos_token_id)
+    for candidate in usable:
+        check_pair(*runners, get_scheme(candidate.scheme), candidate.shape, verifying, seq.shape[0], max_new_tokens,
+                   max_tree_nodes)
+    planner = planner_for(target, draft, seq, usable, temperature=temperature, top_k=top_k, top_p=top_p,
+                          generator=generator, max_new_tokens=max_new_tokens, adapt=adapt)
+    result = run(*runners, seq, stop, planner, verifying, generator, temperature=temperature, top_k=top_k,
+                 top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens, record=record,
+                 exact_expectation=exact_expectation, label=("auto", "auto"),
+                 depth=max(shape_depth(c.shape) for c in usable))
+    most, _ = Counter(result.plans).most_common(1)[0]
+    result.scheme, result.tree = most.split(" ") if most else ("autoregressive", "")
+    result.predicted_tokens = [p.tokens_per_step for p in planner.predictions]
+    return result
+
+
+def _fits(candidate: Candidate) -> bool:
+    """Whether the candidate's scheme takes every node's draft count of its shape, as planned."""
+    scheme = get_scheme(candidate.scheme)
+    try:
+        check_shape(candidate.shape, scheme)
+    except ValueError:
+        return False
+    return draft_counts(candidate.shape) <= set(PLANNED[scheme.name])

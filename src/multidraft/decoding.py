@@ -64,10 +64,12 @@ def decode(target: Runner, draft: Runner | None, seq: torch.Tensor, policy: Poli
         draft.reset()
     out: list[int] = []
     steps: list[StepSummary] = []
+    learn = getattr(policy, "observe", None)  # a policy that learns from each step sees it first
     watch = Stopwatch(target, draft)
     done = False
     while not done:
         plan = policy(seq, steps)
+        watch.lap("planning")
         step = speculative_step(target, draft, seq, [plan], sampling, verifier, generator, step=len(steps) + 1,
                                 lap=watch.lap)
         steps.append(StepSummary.of(step))
@@ -77,6 +79,9 @@ def decode(target: Runner, draft: Runner | None, seq: torch.Tensor, policy: Poli
         if on_tokens is not None and emitted:
             on_tokens(emitted)
         watch.lap("verification")
+        if learn is not None:
+            learn(step)
+            watch.lap("planning")
         for observe in observers:
             observe(step)
         watch.pause()
@@ -109,14 +114,27 @@ def generate(target, draft, input_ids, *, scheme: str | Scheme, tree, max_new_to
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     check_pair(target, draft, scheme, shape, verifying, seq.shape[0], max_new_tokens, max_tree_nodes)
     plan = TreePlan(scheme, shape, generator)
+    return run(target, draft, seq, stop, lambda seq, steps: plan, verifying, generator, temperature=temperature,
+               top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens, record=record,
+               exact_expectation=exact_expectation, label=(scheme.name, format_shape(shape)),
+               depth=shape_depth(shape))
+
+
+def run(target: Runner, draft: Runner | None, seq: torch.Tensor, stop: frozenset[int], policy: Policy, verifier,
+        generator, *, temperature: float, top_k, top_p, max_new_tokens: int, on_tokens=None, record: bool = False,
+        exact_expectation: bool = False, label: tuple[str, str], depth: int) -> GenerationResult:
+    """The loop on checked inputs (:func:`decode`) with the requested observers, as a :class:`GenerationResult`.
+
+    ``label`` is the (scheme, tree) the result names; ``depth`` the deepest tree, for the acceptance per depth.
+    """
     trace = [] if record else None
     expected = [] if exact_expectation else None
-    observers = [observe for observe, wanted in ((tracer(trace), record), (expectation(verifying, expected),
+    observers = [observe for observe, wanted in ((tracer(trace), record), (expectation(verifier, expected),
                                                  exact_expectation)) if wanted]
-    out, steps, watch = decode(target, draft, seq, lambda seq, steps: plan, sampling_of(target, draft, temperature,
-                               top_k, top_p), verifying, generator, max_new_tokens=max_new_tokens, stop=stop,
-                               on_tokens=on_tokens, observers=observers)
-    return result_of(out, steps, watch, scheme.name, format_shape(shape), shape_depth(shape), trace, expected)
+    sampling = sampling_of(target, draft, temperature, top_k, top_p)
+    out, steps, watch = decode(target, draft, seq, policy, sampling, verifier, generator,
+                               max_new_tokens=max_new_tokens, stop=stop, on_tokens=on_tokens, observers=observers)
+    return result_of(out, steps, watch, *label, depth, trace, expected)
 
 
 def sampling_of(target: Runner, draft: Runner | None, temperature: float, top_k, top_p) -> Sampling:
@@ -141,8 +159,6 @@ def autoregressive(target, input_ids, *, max_new_tokens: int, temperature: float
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     target.check("target", seq.shape[0] + max_new_tokens)
     plain = TreePlan(None, None, generator)
-    trace = [] if record else None
-    out, steps, watch = decode(target, None, seq, lambda seq, steps: plain, sampling_of(target, None, temperature,
-                               top_k, top_p), verifiers.get("token"), generator, max_new_tokens=max_new_tokens,
-                               stop=stop, on_tokens=on_tokens, observers=[tracer(trace)] if record else [])
-    return result_of(out, steps, watch, "autoregressive", "", 0, trace, None)
+    return run(target, None, seq, stop, lambda seq, steps: plain, verifiers.get("token"), generator,
+               temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens,
+               record=record, label=("autoregressive", ""), depth=0)

@@ -76,6 +76,8 @@ class GenerationResult:
     tree_sizes: list[int] = field(default_factory=list)  # nodes scored per step, root included
     expected_tokens: list[float] | None = None  # per step, exact E[tokens | drafted tree] (exact_expectation=True)
     plans: list[str] = field(default_factory=list, repr=False)  # "scheme tree" per step, "" for plain decoding
+    planning_seconds: float = 0.0  # choosing each step's plan and learning from it (scheme="auto")
+    predicted_tokens: list[float] | None = None  # per step, the planner's E[tokens] for its choice (scheme="auto")
 
     @property
     def expected_block_efficiency(self) -> float:
@@ -101,7 +103,7 @@ class Stopwatch:
 
     def __init__(self, *runners: Runner):
         self.cuda = [r.device for r in runners if r is not None and r.device.type == "cuda"]
-        self.seconds = {"draft": 0.0, "target": 0.0, "verification": 0.0}
+        self.seconds = {"planning": 0.0, "draft": 0.0, "target": 0.0, "verification": 0.0}
         self.start = self.tick = self.now()
 
     def now(self) -> float:
@@ -136,7 +138,7 @@ def result_of(out: list[int], steps: Sequence[StepSummary], watch: Stopwatch, sc
         accepted_lengths=accepted, draft_seconds=watch.seconds["draft"], target_seconds=watch.seconds["target"],
         verification_seconds=watch.seconds["verification"], total_seconds=watch.total, trace=trace,
         tree_sizes=[step.tree_size for step in steps], expected_tokens=expected,
-        plans=[step.name for step in steps],
+        plans=[step.name for step in steps], planning_seconds=watch.seconds["planning"],
     )
 
 

@@ -156,6 +156,11 @@ def shape_depth(shape: TreeShape) -> int:
     return shape.depth if isinstance(shape, TreeTemplate) else len(shape)
 
 
+def draft_counts(shape: TreeShape) -> set[int]:
+    """The numbers of drafts the shape's nodes draw (0 left out)."""
+    return {k for k in (shape.counts if isinstance(shape, TreeTemplate) else shape) if k > 0}
+
+
 def widest(shape: TreeShape) -> int:
     """The most drafts any node of the shape draws."""
     return max(shape.counts) if isinstance(shape, TreeTemplate) else max(shape)

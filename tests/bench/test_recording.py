@@ -48,12 +48,12 @@ def test_record_stores_the_models_processed_laws(tmp_path):
 
 def test_the_draft_is_read_as_the_decoder_reads_it():
     """Prompt in one forward, then one token per forward: the same logits as one forward for a float model."""
-    from multidraft.bench.recording import read_as_decoder
+    from multidraft.runners import TorchRunner, read_as_decoder
 
     model = tiny_llama(3, vocab=16)
     sequence = torch.tensor([1, 2, 3, 4, 5, 6, 7])
     with torch.no_grad():
-        rows = read_as_decoder(model, sequence, 3)
+        rows = read_as_decoder(TorchRunner(model), sequence, 3)
         whole = model(sequence[None]).logits[0, 2:-1]
     assert rows.shape == (4, 16)
     torch.testing.assert_close(rows, whole, rtol=0, atol=1e-5)

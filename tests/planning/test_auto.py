@@ -25,7 +25,7 @@ def test_auto_profiles_once_then_plans_from_the_cache(cache):
                       generator=torch.Generator().manual_seed(0))
     assert result.scheme in PLANNED and len(result.tokens) == 12
     profile = planning.profile_path(target, draft)
-    rates = planning.rates_path(target, draft, 1.0, None, None)
+    rates = planning.prior_path(target, draft, 1.0, None, None)
     assert profile.is_file() and rates.is_file()
     stamps = profile.stat().st_mtime_ns, rates.stat().st_mtime_ns
     again = generate(target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12,

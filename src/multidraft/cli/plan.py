@@ -93,8 +93,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from multidraft import planning
     from multidraft.bench import report
     from multidraft.bench.recording import Recording
-    from multidraft.planning.acceptance import rates_from_recording
     from multidraft.planning.planner import best_per_scheme, plan, plan_rows
+    from multidraft.planning.prior import Prior
     from multidraft.sampling_options import check_options
 
     check_options(args.temperature, args.top_k, args.top_p)
@@ -107,16 +107,17 @@ def run_plan(args: argparse.Namespace) -> int:
     pair = _load(args)
     profile = planning.cached_profile(pair.target, pair.draft, progress=lambda m: print(f"profiling: {m}", flush=True))
     if recording is not None:
-        rates = rates_from_recording(recording)
-        rates.save(planning.rates_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p))
+        prior = Prior.from_recording(recording, source=str(args.recording))
+        prior.save(planning.prior_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p))
     else:
-        from multidraft.api import pilot_rates
+        from multidraft.api import pilot_prior
         from multidraft.bench.inputs import encode, pick_prompts
 
         prompt = encode(pair.tokenizer, pick_prompts(1)[0], args.prompt_tokens)
-        rates = planning.cached_rates(pair.target, pair.draft, args.temperature, args.top_k, args.top_p,
-                                      lambda: pilot_rates(pair.target, pair.draft, prompt, args.temperature,
+        prior = planning.cached_prior(pair.target, pair.draft, args.temperature, args.top_k, args.top_p,
+                                      lambda: pilot_prior(pair.target, pair.draft, prompt, args.temperature,
                                                           args.top_k, args.top_p))
+    rates = prior.rates
     context = args.prompt_tokens + args.new_tokens / 2
     choices = plan(profile, rates, context=context, max_nodes=args.max_nodes)
     shown = []

@@ -3,27 +3,31 @@
 * :mod:`~multidraft.planning.profile`: forward costs, per-step overheads and the roofline, measured;
 * :mod:`~multidraft.planning.acceptance`: acceptance by rank of child from recorded (p, q);
 * :mod:`~multidraft.planning.cost`: predicted tokens per step, seconds per step and tokens/s;
-* :mod:`~multidraft.planning.planner`: the candidates and the choice.
+* :mod:`~multidraft.planning.planner`: the candidates and the choice (``multidraft plan``);
+* :mod:`~multidraft.planning.prior`: a representative prior of acceptance and its posterior;
+* :mod:`~multidraft.planning.online`: the per-step choice of ``scheme="auto"``, plain decoding included.
 
 This module keeps the measured pieces in a cache (``$MULTIDRAFT_CACHE/plans`` or
 ``~/.cache/multidraft/plans``), keyed by the machine, the torch build and
 thread count, and the models (names and draft option), so that
-``generate(..., scheme="auto", tree="auto")`` plans from a cached profile and
-profiles first when there is none.
+``generate(..., scheme="auto", tree="auto")`` (:mod:`multidraft.api`) plans from a
+cached profile and profiles first when there is none.  The acceptance it plans
+from is a prior (:mod:`~multidraft.planning.prior`): the one shipped for the
+pair, else one cached here, and :mod:`~multidraft.planning.online` updates it
+as a generation goes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.resources
 import json
 from collections.abc import Callable
 from pathlib import Path
 
-from multidraft.planning.acceptance import PLANNED, RankRates
-from multidraft.planning.cost import predict_step
-from multidraft.planning.planner import Choice, plan
+from multidraft.planning.prior import Prior, pair_key
 from multidraft.planning.profile import Profile, machine_description, measure
-from multidraft.tree import TreeTemplate, parse_shape
 
 
 def plans_dir() -> Path:
@@ -58,13 +62,54 @@ def profile_path(target, draft) -> Path:
     return plans_dir() / f"profile-{fingerprint(model_description(target, draft))}.json"
 
 
-#: Bumped when pilot rates are measured differently (2: the draft reads the sample as the decoder reads it).
-RATES_VERSION = 2
+#: Bumped when cached priors are measured differently.
+PRIOR_VERSION = 3
 
 
-def rates_path(target, draft, temperature: float, top_k, top_p) -> Path:
+def prior_path(target, draft, temperature: float, top_k, top_p) -> Path:
+    """Where the prior of this pair and these sampling options is cached on this machine."""
     tag = f"T{temperature:g}-k{top_k}-p{top_p}"
-    return plans_dir() / f"rates{RATES_VERSION}-{fingerprint(model_description(target, draft))}-{tag}.json"
+    return plans_dir() / f"prior{PRIOR_VERSION}-{fingerprint(model_description(target, draft))}-{tag}.json"
+
+
+#: Shipped priors may stand in for a temperature this close to theirs (online adaptation does the rest).
+PRIOR_TEMPERATURE_TOLERANCE = 0.25
+
+
+def shipped_prior(target, draft, temperature: float, top_k, top_p) -> Prior | None:
+    """The prior shipped with the package for this pair (``multidraft/data/priors``), at the nearest
+    temperature within :data:`PRIOR_TEMPERATURE_TOLERANCE`; None if there is none or top-k / top-p are set."""
+    if top_k is not None or top_p is not None:
+        return None
+    key = pair_key(model_description(target, draft))
+    best = None
+    folder = importlib.resources.files("multidraft").joinpath("data", "priors")
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not path.name.endswith(".json"):
+            continue
+        prior = _load_prior(str(path))
+        gap = abs(prior.rates.temperature - temperature)
+        if prior.pair == key and gap <= PRIOR_TEMPERATURE_TOLERANCE and (best is None or gap < best[0]):
+            best = gap, prior
+    return None if best is None else best[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_prior(path: str) -> Prior:
+    return Prior.load(Path(path))
+
+
+def cached_prior(target, draft, temperature: float, top_k, top_p, estimate: Callable[[], Prior]) -> Prior:
+    """The shipped prior of the pair, else the one cached for it on this machine, else ``estimate()``'s, cached."""
+    shipped = shipped_prior(target, draft, temperature, top_k, top_p)
+    if shipped is not None:
+        return shipped
+    path = prior_path(target, draft, temperature, top_k, top_p)
+    if path.is_file():
+        return _load_prior(str(path))
+    prior = estimate()
+    prior.save(path)
+    return prior
 
 
 def cached_profile(target, draft, progress=None) -> Profile:
@@ -75,31 +120,3 @@ def cached_profile(target, draft, progress=None) -> Profile:
     profile = measure(target, draft, model_description(target, draft), progress=progress)
     profile.save(path)
     return profile
-
-
-def cached_rates(target, draft, temperature: float, top_k, top_p, estimate: Callable[[], RankRates]) -> RankRates:
-    """The cached rank rates of the pair and sampling options; ``estimate()`` them and cache them if missing."""
-    path = rates_path(target, draft, temperature, top_k, top_p)
-    if path.is_file():
-        return RankRates.load(path)
-    rates = estimate()
-    rates.save(path)
-    return rates
-
-
-def auto_choice(profile: Profile, rates: RankRates, *, scheme: str, tree, context: float) -> Choice:
-    """The plan's best (scheme, tree); a ``scheme`` or ``tree`` other than "auto" restricts the search to it."""
-    names = tuple(PLANNED) if scheme == "auto" else (scheme,)
-    if scheme != "auto" and scheme not in PLANNED:
-        raise ValueError(f"the planner does not cover scheme {scheme!r}; it plans over {', '.join(PLANNED)}")
-    shape = None if tree == "auto" else parse_shape(tree)
-    if shape is not None:
-        ks = {k for level in shape.levels for k in level if k} if isinstance(shape, TreeTemplate) else set(shape)
-        names = tuple(name for name in names if ks <= set(PLANNED[name]))
-        if not names:
-            raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
-    if shape is None:
-        return plan(profile, rates, schemes=names, context=context)[0]
-    steps = {name: predict_step(profile, rates, name, shape, context) for name in names}
-    best = max(names, key=lambda name: steps[name].tokens / steps[name].seconds)
-    return Choice(best, shape, steps[best].tokens, steps[best].seconds)

@@ -50,9 +50,22 @@ class RankRates:
     draws: int
     rates: dict  # "scheme:k" -> {"accept", "new", "accept_se": [k floats], "by_position": [positions][k]}
     sequence: list[int] | None = None  # [positions] which generated text each position belongs to, in order
+    weights: list[float] | None = None  # [positions] how much each position counts (None: alike)
 
     def accept(self, name: str, k: int) -> list[float]:
-        return self.rates[f"{name}:{k}"]["accept"]
+        """accept[i] of the child of rank i, averaged over the positions (with their weights, if any)."""
+        entry = self.rates[f"{name}:{k}"]
+        if self.weights is None or entry.get("by_position") is None:
+            return entry["accept"]
+        return list(np.average(np.asarray(entry["by_position"]), axis=0, weights=self.weights))
+
+    def weighted(self, weights: np.ndarray) -> RankRates:
+        """The same positions weighted by ``weights`` [positions] (non-negative, not all zero)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (self.positions,) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"weights must be {self.positions} non-negative numbers, not all zero")
+        return RankRates(self.temperature, self.top_k, self.top_p, self.positions, self.draws, self.rates,
+                         self.sequence, weights.tolist())
 
     def new(self, name: str, k: int) -> list[float]:
         return self.rates[f"{name}:{k}"]["new"]

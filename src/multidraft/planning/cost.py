@@ -62,6 +62,13 @@ def _starts(rates: RankRates, depth: int) -> np.ndarray | None:
     return starts[sequence[starts] == sequence[starts + depth - 1]]
 
 
+def _mean(values, weights) -> float:
+    """The mean over recorded starts of a per-start array (a plain number as it is), with the starts' weights."""
+    if np.ndim(values) == 0 or weights is None or weights.sum() <= 0:
+        return float(np.mean(values))
+    return float(np.average(values, weights=weights))
+
+
 def _rank_rates(rates: RankRates, scheme: str, k: int, depth: int, starts):
     """accept[i] for a node at ``depth``: the mean, or per start t the rate at position t + depth ([T, k])."""
     if starts is None:
@@ -70,12 +77,21 @@ def _rank_rates(rates: RankRates, scheme: str, k: int, depth: int, starts):
     return list(by_position[starts + depth].T)  # k arrays [T]
 
 
-def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[float, list[float], float, float, list[bool]]:
-    """(E tokens, E nodes per level, E verified nodes, P(leaf end), whether each level is read by the draft).
+@dataclass(frozen=True)
+class TreeRates:
+    """What a tree's rates give, per recorded start where the rates are per position (else plain numbers):
+    E tokens, E nodes verified and P(leaf end); E nodes per level; whether the draft reads each level."""
 
-    With per-position rates the reach probabilities are arrays over the
-    recorded starting positions and their means are returned.
-    """
+    tokens: np.ndarray | float
+    verified: np.ndarray | float
+    leaf_end: np.ndarray | float
+    level_nodes: list[float]
+    read: list[bool]
+    starts: np.ndarray | None  # the recorded starts the arrays run over
+
+
+def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
+    """The reach probabilities of every template node (module docstring), per recorded start."""
     template = template_of(shape)
     starts = _starts(rates, template.depth)
     if starts is not None and len(starts) == 0:
@@ -100,7 +116,21 @@ def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[floa
         exist += next_exist
         level_nodes.append(sum(next_exist))
     leaf_end += sum(reach[start:])  # the last level: all leaves
-    return 1.0 + float(np.mean(sum(reach[1:]))), level_nodes, float(np.mean(verified)), float(np.mean(leaf_end)), read
+    return TreeRates(1.0 + sum(reach[1:]), verified, leaf_end, level_nodes, read, starts)
+
+
+def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[float, list[float], float, float,
+                                                                             list[bool]]:
+    """(E tokens, E nodes per level, E verified nodes, P(leaf end), whether each level is read by the draft).
+
+    With per-position rates the reach probabilities are arrays over the
+    recorded starting positions and their means are returned, weighted by the
+    starts' weights where the rates carry them (:meth:`RankRates.weighted`).
+    """
+    tree = tree_rates(rates, scheme, shape)
+    weights = None if tree.starts is None or rates.weights is None else np.asarray(rates.weights)[tree.starts]
+    return (_mean(tree.tokens, weights), tree.level_nodes, _mean(tree.verified, weights),
+            _mean(tree.leaf_end, weights), tree.read)
 
 
 def step_seconds(profile: Profile, scheme: str, shape: TreeShape, level_nodes, verified: float, leaf_end: float,

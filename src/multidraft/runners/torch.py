@@ -60,7 +60,7 @@ class TorchRunner:
             input_ids=tokens.to(device)[None],
             attention_mask=mask[None, None],  # [1, 1, Q, K]
             position_ids=positions.to(device)[None],
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
             logits_to_keep=keep,
         )

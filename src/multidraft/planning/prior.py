@@ -1,0 +1,136 @@
+"""A representative prior of acceptance, and its posterior given what a generation has seen so far.
+
+**Prior.**  Acceptance for planning comes from a recording of the pair over
+many prompts of every kind (``multidraft record``; code, chat, summaries and
+web text for the bundled pair, shipped with the package): per recorded
+position the rank rates of every planned (scheme, k)
+(:func:`multidraft.planning.acceptance.rank_rates`) and the *agreement*
+a = sum_y min(p(y), q(y)), the single-draft acceptance rate, exact on the
+recorded top-N tokens plus the tail.  Each recorded prompt j is one
+hypothesis about the prompt being generated: "its positions look like
+prompt j's".  The prior puts equal weight on every recorded prompt.
+
+**Posterior.**  During a generation the decoder sees p and q at the nodes
+its walk visits (the root of every step and the accepted drafts): positions
+of text with the target's law, as the recorded positions are.  Their
+agreements y_1..y_n are the evidence.  Under prompt j they are modelled as
+independent draws from the kernel density of j's recorded agreements,
+
+    f_j(y) = (1 / T_j) sum_t phi((y - a_{j,t}) / h) / h,
+
+so the posterior weight of prompt j is
+
+    w_j ∝ exp(tau * sum_i log(f_j(y_i) + eps)),
+
+tempered by tau < 1 because consecutive positions of one text are not
+independent.  The planner then uses the recorded positions weighted by
+w_j / T_j (:meth:`RankRates.weighted`): a mixture of the recorded prompts
+that looks like this one.  With no evidence it is the prior (every
+recorded position alike).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from multidraft.planning.acceptance import RankRates, rates_from_recording
+
+#: Kernel bandwidth of the agreement densities (agreements lie in [0, 1]).
+BANDWIDTH = 0.08
+#: Tempering of the likelihood: consecutive positions of one text are correlated.
+TEMPERING = 0.5
+#: Density floor: no recorded prompt is ruled out by one surprising position.
+FLOOR = 1e-3
+
+
+@dataclass
+class Prior:
+    """Per-position rank rates of a recorded pair, with each position's agreement and each prompt's kind.
+
+    ``rates.sequence[t]`` is the recorded prompt of position t; ``agreement[t]`` its sum min(p, q);
+    ``kinds[j]`` the category of recorded prompt j ("" where unknown).
+    """
+
+    rates: RankRates
+    agreement: list[float]  # [P]
+    kinds: list[str]  # [prompts]
+    source: str = ""  # what it was built from
+    pair: dict = field(default_factory=dict)  # which models it describes (:func:`pair_key`)
+
+    def __post_init__(self):
+        if self.rates.sequence is None or len(self.rates.sequence) != len(self.agreement):
+            raise ValueError("a prior needs per-position rates with a prompt index per position and one agreement each")
+
+    @property
+    def prompts(self) -> np.ndarray:
+        """[P] the recorded prompt of each position."""
+        return np.asarray(self.rates.sequence)
+
+    def save(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self)) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Prior:
+        data = json.loads(Path(path).read_text())
+        return cls(RankRates(**data["rates"]), data["agreement"], data["kinds"], data.get("source", ""),
+                   data.get("pair", {}))
+
+    @classmethod
+    def from_recording(cls, recording, source: str = "", draws: int = 32, pair: dict | None = None) -> Prior:
+        """The prior of a :class:`multidraft.bench.recording.Recording` (its prompts' kinds from its header)."""
+        p = np.concatenate([recording.p, recording.p_tail[:, None]], axis=1)  # [P, N + 1]
+        q = np.concatenate([recording.q, recording.q_tail[:, None]], axis=1)
+        agreement = np.minimum(p, q).sum(1)  # [P]
+        prompts = int(recording.prompt_index.max()) + 1
+        kinds = [str(kind) for kind in recording.header.get("categories", [""] * prompts)]
+        return cls(rates_from_recording(recording, draws=draws), [float(a) for a in agreement], kinds, source,
+                   pair or {})
+
+    def posterior(self, observed: Sequence[float]) -> np.ndarray:
+        """Weights [prompts] of the recorded prompts given the observed agreements (module docstring)."""
+        prompts, agreement = self.prompts, np.asarray(self.agreement)
+        count = int(prompts.max()) + 1
+        log_weight = np.zeros(count)
+        if len(observed):
+            y = np.asarray(observed, dtype=np.float64)
+            kernel = np.exp(-0.5 * ((y[None, :] - agreement[:, None]) / BANDWIDTH) ** 2)  # [P, n]
+            kernel /= BANDWIDTH * math.sqrt(2 * math.pi)
+            density = np.zeros((count, y.size))
+            np.add.at(density, prompts, kernel)
+            density /= np.bincount(prompts, minlength=count)[:, None]  # f_j(y_i)
+            log_weight = TEMPERING * np.log(density + FLOOR).sum(1)
+        weight = np.exp(log_weight - log_weight.max())
+        return weight / weight.sum()
+
+    def rates_given(self, observed: Sequence[float]) -> RankRates:
+        """The rank rates of the recorded positions weighted by the posterior of their prompts."""
+        weight = self.posterior(observed)
+        prompts = self.prompts
+        per_position = weight[prompts] / np.bincount(prompts, minlength=weight.size)[prompts]
+        return self.rates.weighted(per_position)
+
+    def kind_weights(self, observed: Sequence[float]) -> dict[str, float]:
+        """The posterior mass of each kind of prompt (for reports)."""
+        weight = self.posterior(observed)
+        out: dict[str, float] = {}
+        for j, kind in enumerate(self.kinds[: weight.size]):
+            out[kind] = out.get(kind, 0.0) + float(weight[j])
+        return out
+
+
+def pair_key(description: dict) -> dict:
+    """What a prior must match of :func:`multidraft.planning.model_description`: the model files' names and
+    how the draft was made cheaper (dtypes and the machine do not change acceptance beyond rounding)."""
+    return {
+        "target": Path(description["target"]).name,
+        "draft": Path(description["draft"]).name,
+        "draft_quantized": bool(description["draft_quantized_layers"]),
+        "draft_vocabulary": description["draft_vocabulary"],
+    }
