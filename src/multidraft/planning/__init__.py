@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from multidraft.models.cache import cached_entry
 from multidraft.planning.acceptance import RankRates, rank_rates
 from multidraft.planning.planner import Choice, plan
 from multidraft.planning.profile import Profile, machine_description, measure
@@ -72,13 +74,10 @@ def rates_path(target, draft, temperature: float, top_k, top_p) -> Path:
 
 
 def cached_profile(target, draft, progress=None) -> Profile:
-    """The cached profile of this machine and pair, measured (about a minute) and cached if missing."""
-    path = profile_path(target, draft)
-    if path.is_file():
-        return Profile.load(path)
-    profile = measure(target, draft, model_description(target, draft), progress=progress)
-    profile.save(path)
-    return profile
+    """The cached profile of this machine and pair, measured (about a minute) and cached if missing or damaged
+    (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it)."""
+    return Profile.from_dict(cached_entry(profile_path(target, draft), "profiling this machine", lambda: asdict(
+        measure(target, draft, model_description(target, draft), progress=progress))))
 
 
 @torch.no_grad()
@@ -109,12 +108,8 @@ def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
 
 
 def cached_rates(target, draft, prompt, temperature: float, top_k, top_p) -> RankRates:
-    path = rates_path(target, draft, temperature, top_k, top_p)
-    if path.is_file():
-        return RankRates.load(path)
-    rates = pilot_rates(target, draft, prompt, temperature, top_k, top_p)
-    rates.save(path)
-    return rates
+    return RankRates(**cached_entry(rates_path(target, draft, temperature, top_k, top_p), "measuring acceptance",
+                                    lambda: asdict(pilot_rates(target, draft, prompt, temperature, top_k, top_p))))
 
 
 def auto_choice(target, draft, prompt, *, scheme: str, tree, temperature: float, top_k, top_p,

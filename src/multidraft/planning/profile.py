@@ -37,6 +37,7 @@ import torch
 from multidraft import schemes
 from multidraft.decoding import Sampling, forward, keep_path, new_cache, output_size
 from multidraft.execution import prepare
+from multidraft.models.cache import replace_atomically
 from multidraft.planning.acceptance import PLANNED
 from multidraft.tree import Tree
 
@@ -91,13 +92,15 @@ class Profile:
     roofline: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        with replace_atomically(path) as temporary:
+            temporary.write_text(json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Profile:
-        data = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Profile:
         return cls(data["machine"], data["models"], ForwardCosts(**data["target"]), ForwardCosts(**data["draft"]),
                    data["overheads"], data.get("roofline", {}))
 
