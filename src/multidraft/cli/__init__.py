@@ -17,7 +17,7 @@ import errno
 import importlib
 import sys
 
-#: The sub-command modules, imported when the parser is built (inside the Ctrl-C handler: importing torch takes seconds).
+#: The sub-command modules, imported when the parser is built, inside the Ctrl-C handler (torch takes seconds).
 COMMANDS = ("theory", "generate", "record", "plan", "bench", "models")
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130

@@ -115,7 +115,8 @@ def run_plan(args: argparse.Namespace) -> int:
     profile = planning.cached_profile(pair.target, pair.draft, progress=lambda m: print(f"profiling: {m}", flush=True))
     if recording is not None:
         rates = rates_from_recording(recording)
-        write_entry(planning.rates_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p), asdict(rates))
+        path = planning.rates_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p)
+        write_entry(path, asdict(rates))
     else:
         from multidraft.bench.inputs import encode, pick_prompts
 

@@ -189,6 +189,8 @@ class ModelSpec:
             return f"its stamp {STAMP}: {problem or 'is missing'}"
         if stamp.get("gguf_sha256") != self.gguf_sha256:
             return "it was converted from another GGUF file"
+        if not isinstance(stamp.get("files"), dict):
+            return f"its stamp {STAMP} lists no files"
         for name, expected in stamp["files"].items():
             path = folder / name
             if not path.is_file():
@@ -249,8 +251,9 @@ class ModelSpec:
             if problem is None:
                 return out
             if self._legacy_stamp(out):
+                stamp = self._stamp(out)
                 with replace_atomically(out / STAMP) as temporary:
-                    temporary.write_bytes(self._stamp(out))
+                    temporary.write_bytes(stamp)
                 if self._converted_problem(out, verify) is None:
                     return out
             if out.exists():

@@ -14,9 +14,10 @@ rules:
   ``NAME.lock`` and looked up again once the lock is held, so two processes that
   both miss it build it once, and both use the one result.  The lock goes with
   its process, however that ends.
-* **Checksummed**: a JSON entry is ``{"sha256": ..., "data": ...}``, the hash
-  of the data's canonical JSON.  One that does not parse or does not match is
-  discarded with a one-line warning and built again, never trusted.
+* **Checksummed**: a JSON entry is an object whose ``sha256`` field is the
+  hash of the canonical JSON (sorted keys, no spaces) of its other fields.  One
+  that does not parse, carries no checksum or does not match it is discarded
+  with a one-line warning and built again, never trusted.
 * **Out of space**: a write that fails for lack of space raises
   :class:`CacheWriteError` naming the path and the free space, after removing
   its temporary, so no partial entry is left.
@@ -53,6 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_CHECKSUM_KEY = "sha256"
 
 
 class CacheWriteError(OSError):
@@ -220,7 +222,11 @@ def _canonical(data) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def parse_entry(path: Path) -> tuple[object | None, str | None]:
+def _checksum(data: dict) -> str:
+    return hashlib.sha256(_canonical(data)).hexdigest()
+
+
+def parse_entry(path: Path) -> tuple[dict | None, str | None]:
     """``(data, None)`` for a sound entry, ``(None, None)`` when missing, ``(None, problem)`` when damaged."""
     try:
         raw = path.read_bytes()
@@ -230,31 +236,33 @@ def parse_entry(path: Path) -> tuple[object | None, str | None]:
         entry = json.loads(raw)
     except ValueError:
         return None, "it does not parse as JSON"
-    if not isinstance(entry, dict) or set(entry) != {"sha256", "data"}:
-        return None, "it is not a checksummed cache entry"
-    if hashlib.sha256(_canonical(entry["data"])).hexdigest() != entry["sha256"]:
+    if not isinstance(entry, dict) or not isinstance(entry.get(_CHECKSUM_KEY), str):
+        return None, "it carries no checksum"
+    checksum = entry.pop(_CHECKSUM_KEY)
+    if _checksum(entry) != checksum:
         return None, "its content does not match its checksum"
-    return entry["data"], None
+    return entry, None
 
 
-def entry_bytes(data) -> bytes:
-    """The file content of a checksummed cache entry holding ``data``."""
-    entry = {"sha256": hashlib.sha256(_canonical(data)).hexdigest(), "data": data}
-    return (json.dumps(entry, indent=1) + "\n").encode()
+def entry_bytes(data: dict) -> bytes:
+    """The file content of a checksummed cache entry holding ``data`` (a JSON object without a ``sha256`` field)."""
+    if _CHECKSUM_KEY in data:
+        raise ValueError(f"cache entry data cannot have a {_CHECKSUM_KEY!r} field")
+    return (json.dumps({**data, _CHECKSUM_KEY: _checksum(data)}, indent=1) + "\n").encode()
 
 
-def _write_entry_locked(path: Path, data) -> None:
+def _write_entry_locked(path: Path, data: dict) -> None:
     with replace_atomically(path) as temporary:
         temporary.write_bytes(entry_bytes(data))
 
 
-def write_entry(path: Path, data) -> None:
-    """Store ``data`` (JSON-serialisable) as the checksummed cache entry ``path``, atomically and under its lock."""
+def write_entry(path: Path, data: dict) -> None:
+    """Store ``data`` (a JSON-serialisable dict) as the checksummed cache entry ``path``, atomically and under its lock."""
     with locked(path, f"writing {path.name}"):
         _write_entry_locked(path, data)
 
 
-def cached_entry(path: Path, what: str, build: Callable[[], object]):
+def cached_entry(path: Path, what: str, build: Callable[[], dict]) -> dict:
     """The data of the cache entry ``path``, built by ``build()`` under the entry's lock when missing or damaged.
 
     A damaged entry is discarded with a one-line warning.  The data is returned

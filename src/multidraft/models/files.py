@@ -23,11 +23,14 @@ hold all of them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import mmap
+import os
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -67,12 +70,39 @@ class DamagedModelFile(ValueError):
         self.problem = problem
 
 
+#: Checks passed so far, by the check and the version of the file (path, inode, size, modification time).
+_PASSED: dict[tuple, object] = {}
+
+
+def _once_per_version(check: Callable[[Path], object]) -> Callable[[Path], object]:
+    """Run ``check(path)`` once per version of the file; a pass (and its result) is remembered, a failure is not.
+
+    Loading a pair checks the same files several times (model, tokenizer, the bundled pair's cache
+    entries), and parsing a large ``tokenizer.json`` or GGUF header takes about half a second.
+    """
+
+    @functools.wraps(check)
+    def once(path: Path):
+        status = os.stat(path)
+        key = (check.__name__, os.path.realpath(path), status.st_ino, status.st_size, status.st_mtime_ns)
+        if key not in _PASSED:
+            _PASSED[key] = check(path)
+        return _PASSED[key]
+
+    return once
+
+
 def read_json(path: Path):
     """The parsed JSON of ``path``; :class:`DamagedModelFile` when it does not parse."""
     try:
         return json.loads(Path(path).read_bytes())
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
         raise DamagedModelFile(path, f"not valid JSON ({error}); {_CUT_SHORT}") from None
+
+
+@_once_per_version
+def _check_json(path: Path) -> None:
+    read_json(path)
 
 
 # -- GGUF ------------------------------------------------------------------------------------
@@ -196,6 +226,7 @@ def _walk_gguf(data, file_size: int) -> frozenset[str]:
     return frozenset(keys)
 
 
+@_once_per_version
 def check_gguf(path: Path) -> frozenset[str]:
     """Check a GGUF file's header against its size; returns its metadata keys.
 
@@ -220,6 +251,7 @@ def check_gguf(path: Path) -> frozenset[str]:
 # -- safetensors and PyTorch weights -----------------------------------------------------------
 
 
+@_once_per_version
 def check_safetensors(path: Path) -> None:
     """Let the ``safetensors`` library read and validate the header; its errors become :class:`DamagedModelFile`."""
     from safetensors import SafetensorError, safe_open
@@ -287,7 +319,7 @@ def check_tokenizer_folder(folder: Path) -> None:
         raise DamagedModelFile(folder, f"holds no tokenizer (none of {', '.join(VOCABULARY_FILES)})")
     for name in _JSON_TOKENIZER_FILES:
         if (folder / name).is_file():
-            read_json(folder / name)
+            _check_json(folder / name)
     for name in _BINARY_TOKENIZER_FILES:
         if (folder / name).is_file() and (folder / name).stat().st_size == 0:
             raise DamagedModelFile(folder / name, f"the file is empty; {_CUT_SHORT}")
