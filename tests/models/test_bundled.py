@@ -11,21 +11,18 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from child_process import child_env
 from fake_pair import folder_bytes, install_fake_spec, spec_json
 
 from multidraft.cli import main
 from multidraft.models import CacheWriteError, bundled, cache
 from multidraft.models.bundled import STAMP, BundledPair, ModelSpec
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -209,7 +206,7 @@ def test_two_first_runs_at_once_both_finish_with_one_conversion_and_the_bytes_of
     spec_file.write_text(spec_json(fake))
     barrier.mkdir()
     site = tmp_path / "fake" / "site"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (site, SRC, TESTS, TESTS / "models")))}
+    env = child_env(site)
     racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(spec_file), str(tmp_path / "shared"), str(barrier),
                                 str(log)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for _ in range(2)]

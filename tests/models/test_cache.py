@@ -12,11 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from child_process import child_env
 
 from multidraft.models import cache
 from multidraft.models.cache import CacheWriteError, cached_entry, parse_entry, replace_atomically, write_entry
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -149,7 +148,7 @@ def test_two_processes_racing_build_the_entry_once_and_both_use_it(tmp_path):
     barrier, log = tmp_path / "barrier", tmp_path / "builds.log"
     barrier.mkdir()
     path = tmp_path / "plans" / "entry.json"
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = child_env()
     racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(path), str(barrier), str(log)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [racer.communicate(timeout=120) for racer in racers]

@@ -99,8 +99,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from multidraft import planning
     from multidraft.bench import report
     from multidraft.bench.recording import Recording
-    from multidraft.planning.acceptance import rates_from_recording
     from multidraft.models.cache import write_entry
+    from multidraft.planning.acceptance import rates_from_recording
     from multidraft.planning.planner import best_per_scheme, plan, plan_rows
     from multidraft.sampling_options import check_options
 
