@@ -14,6 +14,7 @@ from tiny_pair import save_tiny_pair
 
 from multidraft.cli import main
 from multidraft.models import DamagedModelFile, check_model, check_tokenizer, load_causal_lm, load_tokenizer
+from multidraft.models.files import check_gguf
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,25 @@ def test_bit_flips_in_a_gguf_header_raise_only_damaged_model_file(tmp_path, gguf
         except DamagedModelFile:
             refused += 1
     assert refused > 0
+
+
+def test_nested_metadata_arrays_are_stepped_over(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "nested.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_array("test.nested", [[1, 2], [3], ["a", "b"]])
+    writer.add_tensor("t", np.ones(4, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert check_gguf(path) == {"general.architecture", "test.nested"}
+    data_start = int(gguf.GGUFReader(path).data_offset)
+    path.write_bytes(path.read_bytes()[: data_start + 15])  # one byte short of the 16-byte tensor
+    with pytest.raises(DamagedModelFile, match="tensor 't' ends at byte"):
+        check_gguf(path)
 
 
 def test_a_gguf_without_a_token_list_is_no_tokenizer(tmp_path):

@@ -200,8 +200,7 @@ class ModelSpec:
             if verify and _sha256(path) != expected["sha256"]:
                 return f"{name} does not match its SHA-256"
         try:
-            check_hf_folder(folder)
-            check_tokenizer_folder(folder)
+            check_hf_folder(folder)  # the tokenizer is checked when it is loaded (parsing it is not free)
         except DamagedModelFile as error:
             return str(error)
         return None
@@ -254,7 +253,7 @@ class ModelSpec:
                 stamp = self._stamp(out)
                 with replace_atomically(out / STAMP) as temporary:
                     temporary.write_bytes(stamp)
-                if self._converted_problem(out, verify) is None:
+                if self._converted_problem(out, verify=False) is None:  # the hashes were taken just now
                     return out
             if out.exists():
                 log.warning("discarding the converted folder %s (%s); %s again", out, problem, what)

@@ -54,6 +54,7 @@ _BINARY_TOKENIZER_FILES = ("tokenizer.model", "spiece.model", "vocab.txt", "merg
 _GGUF_MAGIC = b"GGUF"
 _GGUF_VERSIONS = (2, 3)
 _GGUF_MAX_DIMS = 4
+_GGUF_MAX_NESTING = 4  # arrays of arrays: deeper than any writer goes, shallow enough to bound the recursion
 _GGUF_DEFAULT_ALIGNMENT = 32
 # metadata value types (gguf.GGUFValueType): bytes of the fixed-size ones; 8 is a string, 9 an array
 _GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
@@ -78,7 +79,7 @@ def _once_per_version(check: Callable[[Path], object]) -> Callable[[Path], objec
     """Run ``check(path)`` once per version of the file; a pass (and its result) is remembered, a failure is not.
 
     Loading a pair checks the same files several times (model, tokenizer, the bundled pair's cache
-    entries), and parsing a large ``tokenizer.json`` or GGUF header takes about half a second.
+    entries), and parsing a large ``tokenizer.json`` or GGUF header is not free.
     """
 
     @functools.wraps(check)
@@ -142,20 +143,23 @@ class _Cursor:
 
 
 def _skip_value(cursor: _Cursor, kind: int, depth: int = 0) -> None:
+    """Step over one metadata value of type ``kind`` (arrays may nest, :data:`_GGUF_MAX_NESTING` deep)."""
     if kind in _GGUF_FIXED:
         cursor.take(_GGUF_FIXED[kind])
     elif kind == _GGUF_STRING:
         cursor.take(cursor.u64())
-    elif kind == _GGUF_ARRAY and depth == 0:
+    elif kind == _GGUF_ARRAY and depth < _GGUF_MAX_NESTING:
         item, count = cursor.u32(), cursor.u64()
         if item in _GGUF_FIXED:
             cursor.take(count * _GGUF_FIXED[item])
-        elif item == _GGUF_STRING:
+        elif item == _GGUF_STRING:  # token lists and merges: 150,000 strings in the bundled pair
             cursor.room_for(count, 8)
             for _ in range(count):
                 cursor.take(cursor.u64())
         else:
-            raise ValueError(f"{cursor.what} is an array of unknown value type {item}")
+            cursor.room_for(count, 4 + 8)
+            for _ in range(count):
+                _skip_value(cursor, item, depth + 1)
     else:
         raise ValueError(f"{cursor.what} has unknown value type {kind}")
 
