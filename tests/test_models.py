@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from multidraft.models import (
     load_tokenizer,
     resolve_model_path,
 )
+from tests.support.tiny_gguf import write_tiny_gguf
 
 
 def _tiny_qwen2(seed: int = 0):
@@ -108,56 +108,11 @@ def test_resolve_model_path_rules(tmp_path):
         resolve_model_path(other)
 
 
-def _write_tiny_gguf(path: Path, vocab=32, hidden=16, layers=2, heads=4, kv=2, ff=32):
-    import numpy as np
-
-    gguf = pytest.importorskip("gguf")
-    rng = np.random.default_rng(0)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_block_count(layers)
-    w.add_context_length(64)
-    w.add_embedding_length(hidden)
-    w.add_feed_forward_length(ff)
-    w.add_head_count(heads)
-    w.add_head_count_kv(kv)
-    w.add_rope_dimension_count(hidden // heads)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(vocab)
-    w.add_tokenizer_model("llama")
-    w.add_token_list([f"<t{i}>".encode() for i in range(vocab)])
-    w.add_token_scores([0.0] * vocab)
-    w.add_token_types([1] * vocab)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-
-    def rand(*shape):
-        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
-
-    hd = hidden // heads
-    w.add_tensor("token_embd.weight", rand(vocab, hidden))
-    w.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
-    w.add_tensor("output.weight", rand(vocab, hidden))
-    for i in range(layers):
-        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(hidden, np.float32))
-        w.add_tensor(f"blk.{i}.attn_q.weight", rand(hidden, hidden))
-        w.add_tensor(f"blk.{i}.attn_k.weight", rand(kv * hd, hidden))
-        w.add_tensor(f"blk.{i}.attn_v.weight", rand(kv * hd, hidden))
-        w.add_tensor(f"blk.{i}.attn_output.weight", rand(hidden, hidden))
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(hidden, np.float32))
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", rand(ff, hidden))
-        w.add_tensor(f"blk.{i}.ffn_up.weight", rand(ff, hidden))
-        w.add_tensor(f"blk.{i}.ffn_down.weight", rand(hidden, ff))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
-
 def test_load_gguf_file_and_resave(tmp_path):
     pytest.importorskip("accelerate")
     folder = tmp_path / "g"
     folder.mkdir()
-    _write_tiny_gguf(folder / "tiny.gguf")
+    write_tiny_gguf(folder / "tiny.gguf")
     model = load_causal_lm(folder)  # the folder holds exactly one .gguf
     assert model.config.vocab_size == 32
     assert getattr(model.config, "quantization_config", None) is None

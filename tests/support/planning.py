@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from multidraft.planning.acceptance import PLANNED, RankRates
+from multidraft.planning.prior import Prior
 from multidraft.planning.profile import ForwardCosts, Profile
 
 
@@ -25,3 +26,16 @@ def linear_profile(target_per_query: float, draft_one: float) -> Profile:
     zero = {"laws_call": 0.0, "laws_row": 0.0, "tree_level": 0.0, "keep_path": 0.0,
             "drafts": {key: [0.0, 0.0] for key in keys}, "verify": {key: 0.0 for key in keys}}
     return Profile({}, {}, target, draft, zero)
+
+
+def fake_profile(seconds: float = 0.001) -> Profile:
+    """A stand-in for a measured profile (its forwards cost ``seconds`` and twice that)."""
+    costs = ForwardCosts(queries=[1, 8], contexts=[0, 256], seconds=[[seconds, 2 * seconds], [seconds, 2 * seconds]])
+    return Profile(machine={"cpu": "test"}, models={}, target=costs, draft=costs, overheads={"laws_row": 1.5e-6})
+
+
+def fake_prior() -> Prior:
+    """A stand-in for a measured prior: four positions of one recorded prompt."""
+    rates = RankRates(temperature=1.0, top_k=None, top_p=None, positions=4, draws=2,
+                      rates={"rrs:2": {"accept": [0.5, 0.25], "new": [1.0, 0.5]}}, sequence=[0, 0, 0, 0])
+    return Prior(rates, [0.5, 0.25, 0.75, 0.5], [""], "test")

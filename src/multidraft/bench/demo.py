@@ -8,7 +8,10 @@
    a minute), streamed with the accepted drafts marked.
 3. A small interleaved run (:data:`SMALL_PROMPTS` prompts x :data:`SMALL_TOKENS`
    tokens, T = 1): autoregressive sampling against the planner's choice, with
-   its size stated and no intervals (too few prompts).
+   its size stated and no intervals (too few prompts).  Its results file
+   (``$MULTIDRAFT_CACHE/demo/small.jsonl`` unless ``--out``) is written under a
+   private temporary name and renamed into place when complete, so demos run at
+   once, or interrupted, never leave it half-written.
 """
 
 from __future__ import annotations
@@ -57,7 +60,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from multidraft.api import generate
     from multidraft.bench import generate as bench
     from multidraft.bench.inputs import encode, load_pair, pick_prompts
-    from multidraft.bench.store import ResultStore
     from multidraft.bench.tables import generate_markdown
     from multidraft.sampling_options import check_options
 
@@ -81,12 +83,20 @@ def run_demo(args: argparse.Namespace) -> int:
     from multidraft.models import cache_dir
 
     out = args.out or cache_dir() / "demo"
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = out / "small.jsonl"
-    store_path.unlink(missing_ok=True)
-    store = ResultStore(store_path, {"demo": True}, ("temperature", "config", "prompt"), resume=False)
-    bench.warm_up(pair, configs, prompts[0])
-    bench.run(pair, prompts, store, configs=configs, temperatures=[1.0], new_tokens=SMALL_TOKENS,
-              top_k=args.top_k, top_p=args.top_p)
-    print(generate_markdown(bench.summarise(store.records())))
+    records = small_run(pair, configs, prompts, out / "small.jsonl", top_k=args.top_k, top_p=args.top_p)
+    print(generate_markdown(bench.summarise(records)))
     return 0
+
+
+def small_run(pair, configs, prompts, path: Path, *, top_k, top_p) -> list[dict]:
+    """The small interleaved run, stored in a private temporary file published as ``path`` when complete."""
+    from multidraft.bench import generate as bench
+    from multidraft.bench.store import ResultStore
+    from multidraft.models.cache import replace_atomically
+
+    with replace_atomically(path) as temporary:
+        store = ResultStore(temporary, {"demo": True}, ("temperature", "config", "prompt"), resume=False)
+        bench.warm_up(pair, configs, prompts[0])
+        bench.run(pair, prompts, store, configs=configs, temperatures=[1.0], new_tokens=SMALL_TOKENS,
+                  top_k=top_k, top_p=top_p)
+    return store.records()

@@ -29,9 +29,9 @@ def load_hf_pair(target_path, draft_path) -> HFPair:
     """Both models from local folders, as plain Hugging Face models in float32 (offline)."""
     from transformers import AutoModelForCausalLM
 
-    from multidraft.models import _offline
+    from multidraft.models import offline
 
-    with _offline():
+    with offline():
         target = AutoModelForCausalLM.from_pretrained(str(target_path), local_files_only=True, dtype=torch.float32)
         draft = AutoModelForCausalLM.from_pretrained(str(draft_path), local_files_only=True, dtype=torch.float32)
     return HFPair(target.eval(), draft.eval())

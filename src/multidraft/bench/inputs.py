@@ -34,9 +34,10 @@ def load_pair(target_path: str | None, draft_path: str | None, *, draft_precisio
     if (target_path is None) != (draft_path is None):
         raise ValueError("give both --target and --draft, or neither (then the bundled pair is used)")
     if target_path is not None:
-        # Both paths are resolved before anything is loaded, so a typo fails fast.
-        models.resolve_model_path(target_path)
-        models.resolve_model_path(draft_path)
+        # Every file is checked before anything is loaded, so a typo or a damaged file fails fast.
+        models.check_model(target_path)
+        models.check_model(draft_path)
+        models.check_tokenizer(target_path)
         target = models.load_causal_lm(target_path)
         draft = models.load_causal_lm(draft_path)
         tokenizer = models.load_tokenizer(target_path)

@@ -1,4 +1,4 @@
-"""Tables (Markdown, CSV, JSON) and plots for the benchmark results."""
+"""Tables (Markdown, CSV, JSON) and plots for the benchmark results; every file is replaced atomically."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+
+from multidraft.models.cache import replace_atomically
 
 
 def _cell(key: str, value) -> str:
@@ -24,18 +26,22 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> 
     return "\n".join(lines)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: an interrupted write leaves the previous file whole."""
+    with replace_atomically(path) as temporary:
+        temporary.write_text(text)
+
+
 def write_csv(rows: Sequence[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as handle:
+    with replace_atomically(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
 
 
 def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_text(path, json.dumps(report, indent=2) + "\n")
 
 
 def plot_lines(series: dict[str, tuple[list, list]], path: Path, *, title: str, xlabel: str, ylabel: str,
@@ -57,6 +63,6 @@ def plot_lines(series: dict[str, tuple[list, list]], path: Path, *, title: str, 
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with replace_atomically(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)

@@ -19,19 +19,22 @@ equal the current run's parameters, otherwise results of two different runs
 would be mixed.  Appending a key twice is refused too, so a resumed run can
 neither duplicate nor drop a row.
 
-:func:`replace_atomically` writes a whole output file (``.npz``, ``.json``)
-through a temporary file and ``os.replace``, so readers see the old file or
-the new one, never a half-written one.
+:func:`replace_atomically` (from :mod:`multidraft.models.cache`) writes a
+whole output file (``.npz``, ``.json``) through a temporary file and
+``os.replace``, so readers see the old file or the new one, never a
+half-written one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from multidraft.models.cache import fsync_directory, replace_atomically
+
+__all__ = ["ResultStore", "read_lines", "replace_atomically"]
 
 
 def _normal(value):
@@ -42,18 +45,6 @@ def _normal(value):
 def _frozen(value):
     """A hashable form of a JSON value (lists become tuples)."""
     return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make a new or renamed directory entry durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_lines(path: Path) -> tuple[list[dict], int]:
@@ -159,25 +150,4 @@ class ResultStore:
             os.fsync(file.fileno())
         self._valid_bytes += len(line)
         if new:
-            _fsync_directory(self.path.parent)
-
-
-@contextlib.contextmanager
-def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
-
-    On an exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        yield temporary
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
+            fsync_directory(self.path.parent)

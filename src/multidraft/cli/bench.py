@@ -126,7 +126,7 @@ def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
     gain_table = report.markdown_table(
         gains, [("temperature", "T"), ("comparison", "k = 2"), ("delta_acceptance", "Δ acceptance"), ("se", "paired s.e.")]
     )
-    (out / "tokens.md").write_text(token_markdown(rows) + "\n\n" + gain_table + "\n")
+    report.write_text(out / "tokens.md", token_markdown(rows) + "\n\n" + gain_table + "\n")
     for temperature in sorted({row["temperature"] for row in rows}):
         chosen = [row for row in rows if row["temperature"] == temperature]
         series, bounds = {}, {}
@@ -168,7 +168,7 @@ def write_generate_report(store, out: Path, name: str) -> list[dict]:
     gains = differences(records, _comparisons(list(dict.fromkeys(r["config"] for r in records))))
     report.write_json({"benchmark": "generate", "header": store.header, "rows": rows, "differences": gains},
                       out / f"{name}.json")
-    (out / f"{name}.md").write_text(generate_markdown(rows) + "\n\n" + differences_markdown(gains) + "\n")
+    report.write_text(out / f"{name}.md", generate_markdown(rows) + "\n\n" + differences_markdown(gains) + "\n")
     return rows
 
 
@@ -240,7 +240,7 @@ def run_paired(args: argparse.Namespace) -> int:
     rows, gains = paired.summarise(store.records(), names)
     report.write_json({"benchmark": "paired", "header": store.header, "rows": rows, "differences": gains},
                       args.out / f"{args.name}.json")
-    (args.out / f"{args.name}.md").write_text(paired_markdown(rows, gains) + "\n")
+    report.write_text(args.out / f"{args.name}.md", paired_markdown(rows, gains) + "\n")
     print((args.out / f"{args.name}.md").read_text())
     return 0
 
@@ -248,7 +248,7 @@ def run_paired(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from multidraft.bench.prediction import prediction_rows
     from multidraft.bench.recording import Recording
-    from multidraft.bench.report import markdown_table, write_json
+    from multidraft.bench.report import markdown_table, write_json, write_text
     from multidraft.bench.store import read_lines
     from multidraft.planning.acceptance import rates_from_recording
     from multidraft.planning.profile import Profile
@@ -274,7 +274,7 @@ def run_predict(args: argparse.Namespace) -> int:
         ("ratio", "measured / predicted"), ("predicted_with_measured_steps", "predicted, measured tokens/call"),
         ("ratio_with_measured_steps", "measured / that"), ("measured_speedup", "measured speedup"),
         ("predicted_speedup", "predicted speedup"), ("speedup_ratio", "measured / predicted speedup")])
-    Path(f"{stem}.md").write_text(table + "\n")
+    write_text(Path(f"{stem}.md"), table + "\n")
     print(table)
     return 0
 

@@ -76,23 +76,30 @@ def profile_markdown(profile) -> str:
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from multidraft import planning
+    from multidraft.bench import report
+    from multidraft.models.cache import write_entry
 
     pair = _load(args)
     profile = planning.measure(pair.target, pair.draft, planning.model_description(pair.target, pair.draft),
                                progress=lambda message: print(f"profiling: {message}", flush=True))
-    profile.save(planning.profile_path(pair.target, pair.draft))
+    write_entry(planning.profile_path(pair.target, pair.draft), asdict(profile))
     profile.save(args.out / "profile.json")
     plot_profile(profile, args.out / "profile.png")
-    (args.out / "profile.md").write_text(profile_markdown(profile) + "\n")
+    report.write_text(args.out / "profile.md", profile_markdown(profile) + "\n")
     print((args.out / "profile.md").read_text())
     return 0
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from multidraft import planning
     from multidraft.bench import report
     from multidraft.bench.recording import Recording
+    from multidraft.models.cache import write_entry
     from multidraft.planning.planner import best_per_scheme, plan, plan_rows
     from multidraft.planning.prior import Prior
     from multidraft.sampling_options import check_options
@@ -108,7 +115,8 @@ def run_plan(args: argparse.Namespace) -> int:
     profile = planning.cached_profile(pair.target, pair.draft, progress=lambda m: print(f"profiling: {m}", flush=True))
     if recording is not None:
         prior = Prior.from_recording(recording, source=str(args.recording))
-        prior.save(planning.prior_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p))
+        write_entry(planning.prior_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p),
+                    asdict(prior))
     else:
         from multidraft.api import pilot_prior
         from multidraft.bench.inputs import encode, pick_prompts
@@ -132,6 +140,6 @@ def run_plan(args: argparse.Namespace) -> int:
         ("scheme", "scheme"), ("tree", "tree"), ("tokens_per_step", "E tokens/call"),
         ("step_seconds", "s/step"), ("decode_tokens_per_second", "decode tokens/s"),
         ("tokens_per_second", "tokens/s (with prefill)"), ("speedup", "speedup")])
-    (args.out / f"{name}.md").write_text(table + "\n")
+    report.write_text(args.out / f"{name}.md", table + "\n")
     print(table)
     return 0

@@ -24,8 +24,10 @@ import hashlib
 import importlib.resources
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
+from multidraft.models.cache import cached_entry
 from multidraft.planning.prior import Prior, pair_key
 from multidraft.planning.profile import Profile, machine_description, measure
 
@@ -105,18 +107,11 @@ def cached_prior(target, draft, temperature: float, top_k, top_p, estimate: Call
     if shipped is not None:
         return shipped
     path = prior_path(target, draft, temperature, top_k, top_p)
-    if path.is_file():
-        return _load_prior(str(path))
-    prior = estimate()
-    prior.save(path)
-    return prior
+    return Prior.from_dict(cached_entry(path, "measuring acceptance", lambda: asdict(estimate())))
 
 
 def cached_profile(target, draft, progress=None) -> Profile:
-    """The cached profile of this machine and pair, measured (about a minute) and cached if missing."""
-    path = profile_path(target, draft)
-    if path.is_file():
-        return Profile.load(path)
-    profile = measure(target, draft, model_description(target, draft), progress=progress)
-    profile.save(path)
-    return profile
+    """The cached profile of this machine and pair, measured (about a minute) and cached if missing or damaged
+    (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it)."""
+    return Profile.from_dict(cached_entry(profile_path(target, draft), "profiling this machine", lambda: asdict(
+        measure(target, draft, model_description(target, draft), progress=progress))))

@@ -25,9 +25,7 @@ as one token) or from rows recorded on the fly.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,14 +67,6 @@ class RankRates:
 
     def new(self, name: str, k: int) -> list[float]:
         return self.rates[f"{name}:{k}"]["new"]
-
-    def save(self, path: Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> RankRates:
-        return cls(**json.loads(Path(path).read_text()))
 
 
 @torch.no_grad()

@@ -78,7 +78,10 @@ class Prior:
 
     @classmethod
     def load(cls, path: Path) -> Prior:
-        data = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Prior:
         return cls(RankRates(**data["rates"]), data["agreement"], data["kinds"], data.get("source", ""),
                    data.get("pair", {}))
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from multidraft import schemes
+from multidraft.models.cache import replace_atomically
 from multidraft.planning.acceptance import PLANNED
 from multidraft.runners import Runner, as_runner, causal_visibility
 from multidraft.sampling_options import Sampling
@@ -91,13 +92,15 @@ class Profile:
     roofline: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        with replace_atomically(path) as temporary:
+            temporary.write_text(json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Profile:
-        data = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Profile:
         return cls(data["machine"], data["models"], ForwardCosts(**data["target"]), ForwardCosts(**data["draft"]),
                    data["overheads"], data.get("roofline", {}))
 
