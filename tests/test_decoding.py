@@ -16,8 +16,9 @@ from multidraft import schemes, theory
 from multidraft.decoding import autoregressive, generate
 from multidraft.runners import TorchRunner
 from multidraft.sampling_options import Sampling, probabilities
+from multidraft.shapes import check_shape, parse_shape, shape_depth
 from multidraft.step import TreePlan, draft_trees, score_trees
-from multidraft.tree import Tree, check_shape, parse_shape, shape_depth
+from multidraft.tree import Tree
 from tests.support.exact_law import assert_law, sequence_law
 from tests.support.models import VOCAB, tiny_llama
 

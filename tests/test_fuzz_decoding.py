@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from multidraft import decoding, schemes, verifiers
 from multidraft.limits import max_nodes
 from multidraft.runners import TorchRunner
-from multidraft.tree import parse_shape
+from multidraft.shapes import parse_shape
 from tests.support.models import tiny_llama
 
 EXAMPLES = 150

@@ -8,7 +8,7 @@ import torch
 from multidraft import limits
 from multidraft.decoding import generate
 from multidraft.limits import DEFAULT_MAX_TREE_NODES, estimate_bytes, max_nodes
-from multidraft.tree import parse_shape
+from multidraft.shapes import parse_shape
 from tests.support.models import VOCAB, tiny_llama
 
 PROMPT = torch.tensor([3, 1, 4])

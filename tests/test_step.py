@@ -8,8 +8,8 @@ import torch
 from multidraft import schemes
 from multidraft.runners import TorchRunner
 from multidraft.sampling_options import Sampling
+from multidraft.shapes import parse_shape
 from multidraft.step import TreePlan, draft_trees, score_trees
-from multidraft.tree import parse_shape
 
 LAWS = ["spechub", "rrs", "rrs-wor"]
 

@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from multidraft import schemes
-from multidraft.tree import (
-    Tree,
-    TreeTemplate,
-    check_shape,
-    format_shape,
-    level_capacity,
-    parse_shape,
-    shape_depth,
-)
+from multidraft.shapes import TreeTemplate, check_shape, format_shape, level_capacity, parse_shape, shape_depth
+from multidraft.tree import Tree
 from multidraft.verifiers.token import walk
 
 # -- shapes -----------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from multidraft.requests import check_pair, check_request
 from multidraft.runners import as_runner, read_as_decoder
 from multidraft.sampling_options import probabilities
 from multidraft.schemes import get as get_scheme
-from multidraft.tree import check_shape, draft_counts, parse_shape, shape_depth
+from multidraft.shapes import check_shape, draft_counts, parse_shape, shape_depth
 
 __all__ = ["autoregressive", "generate"]
 

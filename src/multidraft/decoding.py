@@ -31,8 +31,8 @@ from multidraft.results import GenerationResult, StepSummary, StepTrace, Stopwat
 from multidraft.runners import Runner, as_runner
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
+from multidraft.shapes import format_shape, parse_shape, shape_depth
 from multidraft.step import Step, TreePlan, speculative_step
-from multidraft.tree import format_shape, parse_shape, shape_depth
 
 __all__ = ["GenerationResult", "StepTrace", "autoregressive", "decode", "generate"]
 
@@ -98,7 +98,7 @@ def generate(target, draft, input_ids, *, scheme: str | Scheme, tree, max_new_to
 
     ``target`` and ``draft`` are :class:`~multidraft.runners.Runner` objects or Hugging Face causal LMs.
     ``scheme`` is a registry name or a :class:`Scheme`; ``tree`` a shape as parsed by
-    :func:`multidraft.tree.parse_shape` ("2x4", "2,2,1,1", [3, 2], a per-node template "3/2,1,0").
+    :func:`multidraft.shapes.parse_shape` ("2x4", "2,2,1,1", [3, 2], a per-node template "3/2,1,0").
     ``verifier`` names the tree-level verification (:func:`multidraft.verifiers.names`); one that is
     not lossless for this scheme and tree is refused with the other inputs.  ``on_tokens`` receives
     each step's new tokens (streaming); ``record=True`` keeps a :class:`StepTrace` per step;

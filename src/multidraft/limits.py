@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from multidraft.tree import TreeShape, format_shape, level_capacity, shape_depth
+from multidraft.shapes import TreeShape, format_shape, level_capacity, shape_depth
 
 #: Default bound on the nodes of one step's tree.
 DEFAULT_MAX_TREE_NODES = 256

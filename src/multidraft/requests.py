@@ -10,7 +10,7 @@ from multidraft.limits import check_limits
 from multidraft.runners import Runner
 from multidraft.sampling_options import check_options
 from multidraft.schemes.base import Scheme
-from multidraft.tree import check_shape, shape_depth, widest
+from multidraft.shapes import check_shape, shape_depth, widest
 
 
 def prompt_tokens(input_ids, device: torch.device) -> torch.Tensor:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 
 from multidraft.runners import Runner
+from multidraft.shapes import format_shape
 from multidraft.step import Step, TreePlan
-from multidraft.tree import format_shape
 
 
 @dataclass(frozen=True)

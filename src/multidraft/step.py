@@ -46,7 +46,8 @@ from multidraft.guards import check_finite
 from multidraft.runners.base import Runner, causal_visibility
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
-from multidraft.tree import Tree, TreeShape
+from multidraft.shapes import TreeShape
+from multidraft.tree import Tree
 from multidraft.verifiers.base import Verifier, Walk
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from multidraft.bench.prediction import prediction_rows
 from multidraft.planning.cost import predict_generation
-from multidraft.tree import parse_shape
+from multidraft.shapes import parse_shape
 from tests.support.planning import flat_rates, linear_profile
 
 

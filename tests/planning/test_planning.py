@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from multidraft.planning.acceptance import rank_rates
-from multidraft.planning.cost import expected_tree, predict_generation, predict_step, template_of
+from multidraft.planning.cost import expected_tree, predict_generation, predict_step
 from multidraft.planning.planner import best_per_scheme, candidates, grown_templates, plan
 from multidraft.planning.profile import ForwardCosts
-from multidraft.tree import TreeTemplate, parse_shape
+from multidraft.shapes import TreeTemplate, parse_shape, template_of
 from tests.support.planning import flat_rates, linear_profile
 
 

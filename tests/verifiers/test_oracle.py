@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from multidraft import schemes, verifiers
-from multidraft.tree import check_shape, format_shape, parse_shape, shape_depth
-from multidraft.verifiers.base import branching
+from multidraft.shapes import branching, check_shape, format_shape, parse_shape, shape_depth
 from tests.support.oracle import drafted_trees, emitted_law, node_laws, table, target_law
 
 TOLERANCE = 1e-12

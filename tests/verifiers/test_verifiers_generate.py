@@ -17,7 +17,7 @@ import torch
 
 from multidraft.cli import main
 from multidraft.decoding import generate
-from multidraft.tree import parse_shape, shape_depth
+from multidraft.shapes import parse_shape, shape_depth
 from tests.support.exact_law import assert_law, sequence_law
 
 RUNS = 400

@@ -9,7 +9,7 @@ import scipy.stats
 import torch
 
 from multidraft import schemes, verifiers
-from multidraft.tree import parse_shape
+from multidraft.shapes import parse_shape
 from tests.support.oracle import drafted_trees, node_laws, table
 
 SIGNIFICANCE = 1e-4

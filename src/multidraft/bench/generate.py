@@ -36,7 +36,7 @@ from multidraft import schemes, verifiers
 from multidraft.api import generate
 from multidraft.bench.stats import paired_ratio_difference, paired_ratio_quotient, ratio_interval
 from multidraft.decoding import GenerationResult, autoregressive
-from multidraft.tree import check_shape, format_shape, parse_shape
+from multidraft.shapes import check_shape, format_shape, parse_shape
 
 AUTOREGRESSIVE = "autoregressive"
 HF_ASSISTED = "hf"

@@ -43,8 +43,8 @@ from multidraft import schemes, verifiers
 from multidraft.bench.stats import paired_ratio_difference, ratio_interval
 from multidraft.decoding import check_request, sampling_of
 from multidraft.runners import as_runner
+from multidraft.shapes import check_shape, parse_shape, shape_depth, uniform_factors
 from multidraft.step import TreePlan, speculative_step
-from multidraft.tree import check_shape, parse_shape, shape_depth
 from multidraft.verifiers.token import integrated_tokens
 
 
@@ -57,7 +57,7 @@ def entry(name: str) -> tuple[str, str]:
 def check_plan(names: Sequence[str], tree: str) -> None:
     """Every entry (``scheme[:verifier]``) fits the (uniform) tree; ``ValueError`` otherwise."""
     shape = parse_shape(tree)
-    if not isinstance(shape, tuple):
+    if uniform_factors(shape) is None:
         raise ValueError("the paired comparison cuts uniform trees by depth; give a shape like 2x3")
     if len(set(names)) != len(names) or len(names) < 2:
         raise ValueError(f"give at least two distinct entries to compare, got {list(names)}")

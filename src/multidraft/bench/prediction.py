@@ -26,7 +26,7 @@ from multidraft.bench.generate import AUTOREGRESSIVE, HF_ASSISTED
 from multidraft.planning.acceptance import RankRates
 from multidraft.planning.cost import generation_seconds, predict_generation
 from multidraft.planning.profile import Profile
-from multidraft.tree import parse_shape
+from multidraft.shapes import parse_shape
 
 
 def prediction_rows(records: Sequence[dict], profile: Profile, rates: dict[float, RankRates], new_tokens: int) -> list[dict]:

@@ -16,7 +16,7 @@ from multidraft import schemes, verifiers
 from multidraft.cli.options import add_model_arguments, add_sampling_arguments
 from multidraft.limits import DEFAULT_MAX_TREE_NODES
 from multidraft.sampling_options import check_options
-from multidraft.tree import check_shape, parse_shape
+from multidraft.shapes import check_shape, parse_shape
 
 
 def register(subparsers) -> None:

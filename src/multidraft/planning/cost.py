@@ -30,18 +30,7 @@ import numpy as np
 
 from multidraft.planning.acceptance import RankRates
 from multidraft.planning.profile import Profile
-from multidraft.tree import TreeShape, TreeTemplate
-
-
-def template_of(shape: TreeShape) -> TreeTemplate:
-    """A uniform shape as a per-node template (for shapes the planner can afford to expand)."""
-    if isinstance(shape, TreeTemplate):
-        return shape
-    levels, width = [], 1
-    for k in shape:
-        levels.append((k,) * width)
-        width *= k
-    return TreeTemplate(tuple(levels))
+from multidraft.shapes import TreeShape, template_of
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ from multidraft.planning.cost import autoregressive_step, step_seconds, tree_rat
 from multidraft.planning.planner import uniform_shapes
 from multidraft.planning.prior import Prior
 from multidraft.planning.profile import Profile
+from multidraft.shapes import TreeShape
 from multidraft.step import Step, TreePlan
-from multidraft.tree import TreeShape
 
 #: Relative error allowed for the cost model's seconds per step before speculation is chosen.
 COST_MARGIN = 0.12

@@ -26,9 +26,9 @@ import heapq
 from dataclasses import dataclass
 
 from multidraft.planning.acceptance import PLANNED, RankRates
-from multidraft.planning.cost import predict_generation, predict_step, template_of
+from multidraft.planning.cost import predict_generation, predict_step
 from multidraft.planning.profile import Profile
-from multidraft.tree import TreeShape, TreeTemplate, format_shape
+from multidraft.shapes import TreeShape, TreeTemplate, format_shape, template_of
 
 MAX_DEPTH = 8
 

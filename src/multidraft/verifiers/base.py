@@ -21,13 +21,13 @@ none at intermediate depths.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
 from multidraft.schemes.base import Scheme
+from multidraft.shapes import TreeShape, branching, format_shape
 from multidraft.tree import Tree
 
 
@@ -75,18 +75,17 @@ class Verifier:
         """Why a node drawing ``k`` drafts from draft law ``law`` cannot be verified, or None if it can."""
         return None
 
-    def check(self, shape, scheme: Scheme) -> None:
+    def check(self, shape: TreeShape, scheme: Scheme) -> None:
         """``ValueError`` (naming verifier, scheme, draft law and tree) unless every node of ``shape`` fits.
 
-        ``shape`` is what :func:`multidraft.tree.parse_shape` returns (:func:`branching`); a shape whose
-        branching cannot be read is checked as if some node drew several drafts.
+        ``shape`` is what :func:`multidraft.shapes.parse_shape` returns (its nodes: :func:`~multidraft.shapes.branching`).
         """
         for where, k in branching(shape):
             reason = self.refusal(k, scheme.draft_law)
             if reason is not None:
                 raise ValueError(
                     f"verifier {self.name!r} cannot verify scheme {scheme.name!r} (draft law {scheme.draft_law!r}, "
-                    f"{k} draft(s) per node {where}) on tree {shape_name(shape)}: {reason}"
+                    f"{k} draft(s) per node {where}) on tree {format_shape(shape)}: {reason}"
                 )
 
     def check_tree(self, tree: Tree, scheme: Scheme) -> None:
@@ -116,38 +115,6 @@ class Verifier:
         """E[accepted + 1] given the drafted tree, exactly: sum over outcomes of P (depth + 1)."""
         depths = tree.depths.tolist()
         return float(sum(o.probability * (depths[o.node] + 1) for o in self.outcomes(tree, scheme, p, q)))
-
-
-def shape_name(shape) -> str:
-    """A readable spelling of a tree shape."""
-    factors = per_depth(shape)
-    if factors is None:
-        return str(getattr(shape, "spelling", shape))
-    if factors and len(set(factors)) == 1:
-        return f"{factors[0]}x{len(factors)}"
-    return ",".join(str(k) for k in factors)
-
-
-def per_depth(shape) -> list[int] | None:
-    """The per-depth branching of a shape given as a sequence of ints, else None."""
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
-        return None
-    try:
-        return [int(k) for k in shape]
-    except (TypeError, ValueError):
-        return None
-
-
-def branching(shape) -> list[tuple[str, int]]:
-    """(where, drafts per node) for a shape: per depth for a sequence of ints, per node for a
-    template with per-node ``counts`` (nodes with no drafts skipped), else one unreadable entry."""
-    factors = per_depth(shape)
-    if factors is not None:
-        return [(f"at depth {depth}", k) for depth, k in enumerate(factors, start=1)]
-    counts = per_depth(getattr(shape, "counts", None))
-    if counts is not None:
-        return [(f"at template node {node}", k) for node, k in enumerate(counts) if k > 0]
-    return [("(branching unreadable)", 2)]
 
 
 def outcome_walk(tree: Tree, node: int, token: int) -> Walk:
