@@ -25,6 +25,7 @@ from multidraft.limits import DEFAULT_MAX_TREE_NODES
 from multidraft.planning.acceptance import PLANNED, rank_rates, truncate
 from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for
 from multidraft.planning.prior import Prior
+from multidraft.planning.profile import Profile
 from multidraft.requests import check_pair, check_request
 from multidraft.runners import as_runner, read_as_decoder
 from multidraft.sampling_options import probabilities
@@ -63,9 +64,10 @@ def pilot_prior(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
 
 
 def planner_for(target, draft, seq: torch.Tensor, candidates: list[Candidate], *, temperature, top_k, top_p,
-                generator, max_new_tokens: int, adapt: bool = True) -> OnlinePlanner:
+                generator, max_new_tokens: int, adapt: bool = True, profile: Profile | None = None) -> OnlinePlanner:
     """The online planner of a checked request over ``candidates`` (module docstring)."""
-    profile = planning.cached_profile(target, draft, progress=_profiling_bar())
+    if profile is None:
+        profile = planning.cached_profile(target, draft, progress=_profiling_bar())
     prior = planning.cached_prior(target, draft, temperature, top_k, top_p,
                                   lambda: pilot_prior(target, draft, seq, temperature, top_k, top_p))
     key = (id(prior), tuple(candidates))
@@ -94,11 +96,12 @@ def _profiling_bar():
 def generate(target, draft, input_ids, *, scheme, tree, max_new_tokens: int, temperature: float = 1.0, top_k=None,
              top_p=None, generator=None, eos_token_id=None, on_tokens=None, record: bool = False,
              exact_expectation: bool = False, max_tree_nodes: int = DEFAULT_MAX_TREE_NODES, verifier: str = "token",
-             adapt: bool = True):
+             adapt: bool = True, profile: Profile | None = None):
     """:func:`multidraft.decoding.generate`, where ``scheme`` and ``tree`` may also be ``"auto"``.
 
     With ``"auto"`` each step's (scheme, tree), or plain decoding, is the online planner's
-    (module docstring; ``adapt=False`` keeps its first choice for the whole generation).
+    (module docstring; ``adapt=False`` keeps its first choice for the whole generation; ``profile``
+    replaces this machine's cached cost profile, e.g. :meth:`~multidraft.planning.profile.Profile.slowed`).
     ``result.plans`` names every step's choice ("" for plain decoding), ``result.scheme`` and
     ``result.tree`` the most frequent one ("autoregressive" when plain decoding ran most), and
     ``result.predicted_tokens`` the planner's expected tokens per step for each choice.
@@ -124,7 +127,7 @@ def generate(target, draft, input_ids, *, scheme, tree, max_new_tokens: int, tem
         check_pair(*runners, get_scheme(candidate.scheme), candidate.shape, verifying, seq.shape[0], max_new_tokens,
                    max_tree_nodes)
     planner = planner_for(target, draft, seq, usable, temperature=temperature, top_k=top_k, top_p=top_p,
-                          generator=generator, max_new_tokens=max_new_tokens, adapt=adapt)
+                          generator=generator, max_new_tokens=max_new_tokens, adapt=adapt, profile=profile)
     result = run(*runners, seq, stop, planner, verifying, generator, temperature=temperature, top_k=top_k,
                  top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens, record=record,
                  exact_expectation=exact_expectation, label=("auto", "auto"),

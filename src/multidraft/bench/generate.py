@@ -39,12 +39,17 @@ from multidraft.decoding import GenerationResult, autoregressive
 from multidraft.shapes import check_shape, format_shape, parse_shape
 
 AUTOREGRESSIVE = "autoregressive"
+AUTO = "auto"
 HF_ASSISTED = "hf"
+HF_SAME = "hf-same"
+PEERS = (HF_ASSISTED, HF_SAME)
 
 
 @dataclass(frozen=True)
 class Config:
-    """One configuration: ``scheme`` is a scheme name, ``autoregressive`` or ``hf`` (then ``tree`` is γ)."""
+    """One configuration: ``scheme`` is a scheme name, ``autoregressive``, ``auto`` (then ``tree`` is the
+    slow-down of the profile it plans with, "" for none) or a Hugging Face peer (then ``tree`` is γ or
+    ``default``)."""
 
     scheme: str
     tree: str = ""
@@ -54,24 +59,38 @@ class Config:
     def label(self) -> str:
         if self.scheme == AUTOREGRESSIVE:
             return AUTOREGRESSIVE
-        if self.scheme == HF_ASSISTED:
-            return f"hf-assisted γ={self.tree}"
+        if self.scheme == AUTO:
+            return AUTO if not self.tree else f"auto (profile {self.tree}x slower)"
+        if self.scheme in PEERS:
+            where = " (same models)" if self.scheme == HF_SAME else ""
+            return f"hf-assisted{where} " + ("default" if self.tree == "default" else f"γ={self.tree}")
         return f"{self.scheme} {self.tree}" + ("" if self.verifier == "token" else f" {self.verifier}")
 
     @property
     def speculative(self) -> bool:
-        return self.scheme not in (AUTOREGRESSIVE, HF_ASSISTED)
+        return self.scheme not in (AUTOREGRESSIVE, *PEERS)
 
 
 def parse_config(item: str) -> Config:
-    """``autoregressive``, ``hf:5`` or ``scheme:tree[:verifier]``, checked before any model is loaded."""
+    """``autoregressive``, ``auto[:slow-down]``, ``hf:γ``, ``hf:default``, ``hf-same:γ|default`` or
+    ``scheme:tree[:verifier]``, checked before any model is loaded.
+
+    ``hf`` runs Hugging Face assisted generation on separately loaded models, as its users load them;
+    ``hf-same`` on the models multidraft runs (prepared for the fast path); ``default`` leaves its
+    assistant settings at Hugging Face's defaults (an adaptive number of drafts).
+    """
     parts = [part.strip() for part in item.split(":")]
     if parts == [AUTOREGRESSIVE]:
         return Config(AUTOREGRESSIVE)
-    if parts[0] == HF_ASSISTED:
-        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) < 1:
-            raise ValueError(f"Hugging Face assisted generation is hf:γ with γ >= 1 assistant tokens, got {item!r}")
-        return Config(HF_ASSISTED, parts[1])
+    if parts[0] == AUTO:
+        if len(parts) > 2 or (len(parts) == 2 and not _positive(parts[1])):
+            raise ValueError(f"auto takes an optional profile slow-down factor > 0 (e.g. auto:2.5), got {item!r}")
+        return Config(AUTO, parts[1] if len(parts) == 2 else "")
+    if parts[0] in PEERS:
+        if len(parts) != 2 or not (parts[1] == "default" or (parts[1].isdigit() and int(parts[1]) >= 1)):
+            raise ValueError(f"Hugging Face assisted generation is {parts[0]}:γ (γ >= 1 assistant tokens) or "
+                             f"{parts[0]}:default, got {item!r}")
+        return Config(parts[0], parts[1])
     if len(parts) not in (2, 3):
         raise ValueError(f"a configuration is scheme:tree[:verifier] (e.g. spechub:2x3), hf:γ or autoregressive, got {item!r}")
     scheme, shape = schemes.get(parts[0]), parse_shape(parts[1])
@@ -79,6 +98,13 @@ def parse_config(item: str) -> Config:
     verifier = parts[2] if len(parts) == 3 else "token"
     verifiers.get(verifier).check(shape, scheme)
     return Config(parts[0], format_shape(shape), verifier)
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def parse_configs(text: str) -> list[Config]:
@@ -121,6 +147,8 @@ def record_of(result: GenerationResult) -> dict:
         "draft_seconds": result.draft_seconds,
         "target_seconds": result.target_seconds,
         "verification_seconds": result.verification_seconds,
+        "plans": result.plans,
+        "predicted_tokens": result.predicted_tokens,
     }
 
 
@@ -131,10 +159,20 @@ def run_one(pair, config: Config, prompt: torch.Tensor, *, temperature: float, n
     generator = torch.Generator(device=pair.target.device).manual_seed(seed)
     if config.scheme == AUTOREGRESSIVE:
         return record_of(autoregressive(pair.target, prompt, generator=generator, **options))
-    if config.scheme == HF_ASSISTED:
-        from multidraft.bench.hf_assisted import assisted_generate
+    if config.scheme in PEERS:
+        from multidraft.bench.hf_assisted import HFPair, assisted_generate
 
-        return assisted_generate(hf_pair, prompt, assistant_tokens=int(config.tree), seed=seed, **options)
+        models = hf_pair if config.scheme == HF_ASSISTED else HFPair(pair.target, pair.draft)
+        tokens = None if config.tree == "default" else int(config.tree)
+        return assisted_generate(models, prompt, assistant_tokens=tokens, seed=seed, **options)
+    if config.scheme == AUTO:
+        profile = None
+        if config.tree:
+            from multidraft import planning
+
+            profile = planning.cached_profile(pair.target, pair.draft).slowed(float(config.tree))
+        return record_of(generate(pair.target, pair.draft, prompt, scheme="auto", tree="auto", generator=generator,
+                                  exact_expectation=True, profile=profile, **options))
     result = generate(pair.target, pair.draft, prompt, scheme=config.scheme, tree=config.tree,
                       verifier=config.verifier, generator=generator, exact_expectation=True, **options)
     return record_of(result)

@@ -57,11 +57,12 @@ def load_pair(target_path: str | None, draft_path: str | None, *, draft_precisio
     return ModelPair(target, draft, tokenizer, names, paths)
 
 
-def pick_prompts(count: int) -> list[Prompt]:
-    """``count`` prompts, round-robin over the categories (fixed order), so every setting is covered."""
+def pick_prompts(count: int, category: str | None = None) -> list[Prompt]:
+    """``count`` prompts, round-robin over the categories (fixed order), so every setting is covered;
+    or the first ``count`` of one ``category``."""
     if count < 1:
         raise ValueError(f"the number of prompts must be >= 1, got {count}")
-    per_category = [load_prompts(category) for category in CATEGORIES]
+    per_category = [load_prompts(name) for name in ([category] if category else CATEGORIES)]
     picked = []
     for index in range(max(map(len, per_category))):
         for rows in per_category:

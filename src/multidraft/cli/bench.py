@@ -14,6 +14,7 @@ from pathlib import Path
 
 from multidraft.bench.tables import differences_markdown, generate_markdown, paired_markdown, token_markdown
 from multidraft.cli.options import add_model_arguments, add_sampling_arguments, check_sampling, number_list
+from multidraft.prompts import CATEGORIES
 
 DEFAULT_OUT = Path("benchmarks/results")
 
@@ -34,8 +35,10 @@ def register(subparsers) -> None:
     _add_run_arguments(generate, prompts=8, new_tokens=64)
     generate.add_argument(
         "--configs",
-        help="configurations separated by spaces or ';': autoregressive, hf:γ (Hugging Face assisted generation), "
-             "scheme:tree[:verifier] (e.g. 'autoregressive hf:5 sps:1x4 spechub:2x3 rrs-wor:3/2,1,0:token'); "
+        help="configurations separated by spaces or ';': autoregressive, auto[:slow-down] (the online planner; "
+             "with its profile's forwards slowed by the factor), hf:γ|default (Hugging Face assisted generation "
+             "on separately loaded models), hf-same:γ|default (on the models multidraft runs), "
+             "scheme:tree[:verifier] (e.g. 'autoregressive auto hf-same:default sps:1x4 rrs-wor:3/2,1,0:token'); "
              "default: autoregressive, sps chains and binary trees of depth 2-3 for rrs, rrs-wor, spechub",
     )
     generate.add_argument("--full", action="store_true", help="the full grid of schemes and trees (hours on a CPU)")
@@ -70,6 +73,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, prompts: int, new_tok
     parser.add_argument("--temperatures", default="0.6,1.0")
     add_sampling_arguments(parser, temperature=False)
     parser.add_argument("--prompts", type=int, default=prompts, help="prompts, round-robin over the categories")
+    parser.add_argument("--category", choices=CATEGORIES, help="prompts of this category only (default: all)")
     parser.add_argument("--new-tokens", type=int, default=new_tokens, help="tokens generated per prompt")
     parser.add_argument("--max-prompt-tokens", type=int, default=128, help="user-text tokens kept per prompt")
     parser.add_argument("--seed", type=int, default=0)
@@ -97,13 +101,14 @@ def _run_header(args: argparse.Namespace, temperatures, **extra) -> dict:
     return {"temperatures": temperatures, "new_tokens": args.new_tokens,
             "max_prompt_tokens": args.max_prompt_tokens, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
             "target": args.target, "draft": args.draft, "draft_precision": args.draft_precision,
-            "draft_vocab": args.draft_vocab, **extra}
+            "draft_vocab": args.draft_vocab, **({"category": args.category} if args.category else {}), **extra}
 
 
 def _encoded_prompts(pair, args) -> list:
     from multidraft.bench.inputs import encode, pick_prompts
 
-    return [encode(pair.tokenizer, prompt, args.max_prompt_tokens) for prompt in pick_prompts(args.prompts)]
+    return [encode(pair.tokenizer, prompt, args.max_prompt_tokens)
+            for prompt in pick_prompts(args.prompts, getattr(args, "category", None))]
 
 
 def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:

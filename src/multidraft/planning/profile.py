@@ -99,6 +99,16 @@ class Profile:
     def load(cls, path: Path) -> Profile:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    def slowed(self, factor: float) -> Profile:
+        """This profile on a machine whose forwards take ``factor`` times as long (a slower memory system:
+        the same kind of machine in another state); the per-step overheads are kept."""
+        if not factor > 0:
+            raise ValueError(f"a slow-down factor must be positive, got {factor!r}")
+        scale = lambda costs: ForwardCosts(costs.queries, costs.contexts,  # noqa: E731
+                                           [[factor * x for x in row] for row in costs.seconds])
+        return Profile({**self.machine, "slowed": factor}, self.models, scale(self.target), scale(self.draft),
+                       self.overheads, self.roofline)
+
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
         return cls(data["machine"], data["models"], ForwardCosts(**data["target"]), ForwardCosts(**data["draft"]),
