@@ -1,4 +1,4 @@
-"""The generation loop: speculative steps until max_new_tokens or a stop token (DESIGN §2).
+"""The generation loop: speculative steps until max_new_tokens or a stop token (docs/design.md §2).
 
 Each step (:func:`multidraft.step.speculative_step`) drafts a tree, scores it
 in one target forward, verifies it and cuts both caches to the accepted

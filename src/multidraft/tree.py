@@ -1,4 +1,4 @@
-"""Token trees: growth from the draft law, attention masks and positions (DESIGN §2; shapes: :mod:`multidraft.shapes`).
+"""Token trees: growth from the draft law, attention masks and positions (docs/design.md §2; shapes: :mod:`multidraft.shapes`).
 
 A tree of depth D is grown from a **root**, the last committed token.  A tree
 shape ``(k_1, .., k_D)`` gives the number of drafts per node at each depth: a

@@ -1,4 +1,4 @@
-"""Every scheme is exactly lossless, and its closed-form acceptance is exact (DESIGN §1.2).
+"""Every scheme is exactly lossless, and its closed-form acceptance is exact (docs/design.md §1.2).
 
 For each (p, q) the draft law is enumerated, the scheme's kernel is applied
 to every tuple in float64, and sum_x Q(x) pi(. | x) must equal p to 1e-12.

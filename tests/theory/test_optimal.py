@@ -2,7 +2,7 @@
 
 Ground truth on small V: the draft law enumerated by ``enumerate_law`` and
 alpha* = min over all 2^V token sets H of [Q(not all drafts ∈ H) + p(H)]
-(DESIGN §1).  The exponential-race integral behind ``wor`` is also checked
+(docs/design.md §1).  The exponential-race integral behind ``wor`` is also checked
 prefix by prefix against an exact subset dynamic programme up to k = 8.
 """
 

@@ -1,6 +1,6 @@
 """The shape every scheme shares: a draft law and a verification kernel.
 
-A multi-draft scheme (DESIGN §1) is a pair
+A multi-draft scheme (docs/design.md §1) is a pair
 
 * a **draft law** Q: the joint law of the k draft tokens ``x = (x_1..x_k)``,
   computed from the draft distribution ``q`` only;

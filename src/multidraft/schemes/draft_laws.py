@@ -1,6 +1,6 @@
 """Exact draft laws Q(x_1..x_k) by enumeration of their support (small V only).
 
-The laws and their conventions (DESIGN §1):
+The laws and their conventions (docs/design.md §1):
 
 * ``iid``    k independent draws from q: Q(x) = prod_i q(x_i).
 * ``wor``    k draws without replacement: Q(x) = prod_i q(x_i) / Z_i with

@@ -1,4 +1,4 @@
-"""Batched samplers for the draft laws (DESIGN §1), in torch.
+"""Batched samplers for the draft laws (docs/design.md §1), in torch.
 
 Each function maps draft probabilities ``q`` [..., V] to drafts [..., k]
 (int64) using only the given ``torch.Generator``; no Python loop over the

@@ -5,7 +5,7 @@ x2 ~ q restricted to V \\ {a}.  So Q(i, a) = q(i) and
 Q(a, i) = q(a) q(i) / (1 - q(a)) for i != a, with 1 - q(a) computed as the
 sum of the other entries.
 
-Verification, following the authors' implementation (DESIGN §1.1); all
+Verification, following the authors' implementation (docs/design.md §1.1); all
 vectors are zero at a unless stated:
 
 1. pair (i, a): accept i w.p. min(1, p(i)/q(i));

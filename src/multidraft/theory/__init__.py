@@ -1,4 +1,4 @@
-"""Exact theory of multi-draft verification (DESIGN §1).
+"""Exact theory of multi-draft verification (docs/design.md §1).
 
 * :func:`acceptance` -- a scheme's exact acceptance rate, in closed form;
 * :func:`acceptance_mc` -- a Monte-Carlo estimate from the sampling path;

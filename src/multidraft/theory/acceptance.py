@@ -1,4 +1,4 @@
-"""Exact acceptance rates alpha = P(output in {x_1..x_k}) in closed form (DESIGN §1).
+"""Exact acceptance rates alpha = P(output in {x_1..x_k}) in closed form (docs/design.md §1).
 
 None of these enumerates the |V|^k draft tuples; each is derived from the
 scheme's verification rule and checked against enumeration in the tests.
@@ -132,7 +132,7 @@ def k_sequential(p: np.ndarray, q: np.ndarray, k: int) -> float:
 def spechub(p: np.ndarray, q: np.ndarray, k: int) -> float:
     """SpecHub: alpha = sum_{i!=a} [min(p, q) + min(p', Q(a, .))](i) + min(p(a), S2) + min(p'(a), S1).
 
-    (Notation of DESIGN §1.1; the final residual p'' is zero on every draft
+    (Notation of docs/design.md §1.1; the final residual p'' is zero on every draft
     that can be rejected, so these four accept terms are all of alpha.)
     One-hot q: alpha = p(a).
     """

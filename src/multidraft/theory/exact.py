@@ -1,6 +1,6 @@
 """Exact analysis by enumeration of the draft law (small V), and a Monte-Carlo estimate.
 
-For a scheme with draft law Q and kernel pi (DESIGN §1):
+For a scheme with draft law Q and kernel pi (docs/design.md §1):
 
 * output law:   P(y) = sum_x Q(x) pi(y | x)            (lossless iff P = p)
 * acceptance:   alpha = sum_x Q(x) pi({x_1..x_k} | x)

@@ -1,7 +1,7 @@
 """The linear-program reference for alpha* (small V only).
 
 For a draft law Q over k-tuples x and a target p, the optimal acceptance rate
-is the optimal transport problem with membership cost (SpecTr, DESIGN §1):
+is the optimal transport problem with membership cost (SpecTr, docs/design.md §1):
 
     alpha*(Q, p) = max_pi  sum_x sum_{y ∈ set(x)} pi(x, y)
                    s.t.    sum_y pi(x, y) = Q(x),  sum_x pi(x, y) = p(y),  pi >= 0.

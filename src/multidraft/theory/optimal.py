@@ -1,6 +1,6 @@
 """The optimal acceptance rate alpha*(Q, p) of a draft law, without a linear program.
 
-For a draft law Q (the joint law of the k drafts, DESIGN §1) the best
+For a draft law Q (the joint law of the k drafts, docs/design.md §1) the best
 acceptance rate of any lossless verification rule is the value of an optimal
 transport problem with membership cost, and by max-flow / min-cut duality
 

@@ -1,4 +1,4 @@
-"""Token-level verification: the walk from the root (DESIGN §2; :func:`walk`).
+"""Token-level verification: the walk from the root (docs/design.md §2; :func:`walk`).
 
 At node u with drafts x_u the scheme's kernel pi_u(. | x_u; p_u, q_u) draws
 the output; if it is a draft the walk moves to that child, else it stops.
