@@ -37,8 +37,12 @@ from multidraft.sampling_options import probabilities
 RESULTS = Path(__file__).parent / "results" / "execution.json"
 QUERIES = (1, 2, 4, 7, 15)
 SPECIAL = range(151643, 151936)  # Qwen2's special and added tokens, always kept by a sub-vocabulary
-OPTIONS = ({"precision": "float32"}, {"precision": "int8"}, {"precision": "int8", "vocabulary": 65536},
-           {"precision": "int8", "vocabulary": 32768})
+OPTIONS = (
+    {"precision": "float32"},
+    {"precision": "int8"},
+    {"precision": "int8", "vocabulary": 65536},
+    {"precision": "int8", "vocabulary": 32768},
+)
 
 
 def forward_ms(model, queries: int, context: int) -> float:
@@ -62,7 +66,9 @@ def interleaved_ms(named: dict, queries: tuple[int, ...], context: int, repeats:
             order = list(runners.items()) if repeat % 2 else list(runners.items())[::-1]
             for name, runner in order:
                 start = time.perf_counter()
-                runner.forward(tokens[context : context + count], torch.arange(context, context + count), visible, count)
+                runner.forward(
+                    tokens[context : context + count], torch.arange(context, context + count), visible, count
+                )
                 if repeat:  # the first round warms up
                     times.setdefault((name, count), []).append(time.perf_counter() - start)
                 runner.keep_path(context, [])
@@ -86,9 +92,16 @@ def main() -> None:
     gc.collect()
     second = interleaved_ms({"mkldnn": with_mkldnn_linear(pair.target.load()), "packed": packed}, QUERIES, 120)
     gc.collect()
-    execution = [{"queries": q, "plain_ms": first[("plain", q)], "prepacked_ms": first[("packed", q)],
-                  "mkldnn_linear_ms": second[("mkldnn", q)], "prepacked_beside_mkldnn_ms": second[("packed", q)]}
-                 for q in QUERIES]
+    execution = [
+        {
+            "queries": q,
+            "plain_ms": first[("plain", q)],
+            "prepacked_ms": first[("packed", q)],
+            "mkldnn_linear_ms": second[("mkldnn", q)],
+            "prepacked_beside_mkldnn_ms": second[("packed", q)],
+        }
+        for q in QUERIES
+    ]
     tokenizer = pair.target.load_tokenizer()
     sequences = []
     for index, prompt in enumerate(pick_prompts(8)):
@@ -102,18 +115,31 @@ def main() -> None:
     for option in OPTIONS:
         draft = prepare_draft(pair.draft.load(), special_ids=SPECIAL, **option)
         q = torch.cat([probabilities(read_as_decoder(draft, s[0], n), 1.0) for n, s in sequences])
-        drafts.append({**option, "acceptance": float(torch.minimum(p, q).sum(-1).mean()),
-                       "positions": int(p.shape[0]), "forward_ms": forward_ms(draft, 1, 150)})
+        drafts.append(
+            {
+                **option,
+                "acceptance": float(torch.minimum(p, q).sum(-1).mean()),
+                "positions": int(p.shape[0]),
+                "forward_ms": forward_ms(draft, 1, 150),
+            }
+        )
         del draft
         gc.collect()
     load.append(os.getloadavg()[0])
-    RESULTS.write_text(json.dumps({"benchmark": "execution", "load_average": load, "target_forwards": execution,
-                                   "draft_options": drafts}, indent=1) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {"benchmark": "execution", "load_average": load, "target_forwards": execution, "draft_options": drafts},
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"load average {load[0]:.2f} before, {load[1]:.2f} after")
     print("queries  plain ms  prepacked ms | MkldnnLinear ms  prepacked ms")
     for row in execution:
-        print(f"{row['queries']:7d}  {row['plain_ms']:8.1f}  {row['prepacked_ms']:12.1f} | "
-              f"{row['mkldnn_linear_ms']:15.1f}  {row['prepacked_beside_mkldnn_ms']:12.1f}")
+        print(
+            f"{row['queries']:7d}  {row['plain_ms']:8.1f}  {row['prepacked_ms']:12.1f} | "
+            f"{row['mkldnn_linear_ms']:15.1f}  {row['prepacked_beside_mkldnn_ms']:12.1f}"
+        )
     print("draft option                 acceptance  1-query ms")
     for row in drafts:
         name = row["precision"] + (f", first {row['vocabulary']} ids" if row.get("vocabulary") else "")

@@ -99,7 +99,10 @@ def main() -> None:
     for row in rows:
         print(f"{row['law']:<5} {row['V']:>8} {row['k']:>3} {row['seconds']:>9.4f} {row['alpha']:>12.9f}")
     print(f"wor V={check['V']} k={check['k']}: |alpha(h) - alpha(h/2)| = {check['abs_difference']:.2e}")
-    print(f"wor V={pair_check['V']} k=2: max |closed form - integral| = {pair_check['max_abs_difference_over_prefixes']:.2e}")
+    print(
+        f"wor V={pair_check['V']} k=2: max |closed form - integral| = "
+        f"{pair_check['max_abs_difference_over_prefixes']:.2e}"
+    )
     print(f"wrote {RESULTS}")
 
 

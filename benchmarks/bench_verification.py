@@ -60,7 +60,11 @@ def main() -> None:
             checked_s = median_seconds(lambda: scheme.verify(p, q, drafts, generator), args.repeats)
         softmax_after = median_seconds(lambda: torch.softmax(logits_p, -1), args.repeats)
         softmax_s = (softmax_s + softmax_after) / 2
-        row |= {"softmax_ms": 1e3 * softmax_s, "draft_ratio": draft_s / softmax_s, "draft_target_met": draft_s / softmax_s <= 3.0}
+        row |= {
+            "softmax_ms": 1e3 * softmax_s,
+            "draft_ratio": draft_s / softmax_s,
+            "draft_target_met": draft_s / softmax_s <= 3.0,
+        }
         if name != "otm":
             row |= {
                 "verify_ms": 1e3 * verify_s,
@@ -96,7 +100,10 @@ def main() -> None:
             if "verify_ms" in row
             else f"{'-':>10} {'-':>6} {'-':>12}"
         )
-        print(f"{row['scheme']:<9} {row['k']:>2} {row['softmax_ms']:>11.2f} {verify} {row['draft_ms']:>10.2f} {row['draft_ratio']:>6.2f}")
+        print(
+            f"{row['scheme']:<9} {row['k']:>2} {row['softmax_ms']:>11.2f} {verify} "
+            f"{row['draft_ms']:>10.2f} {row['draft_ratio']:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -46,13 +46,31 @@ def run(prompts: int, tokens: int) -> dict:
         for number, prompt in enumerate(encoded):
             generator = torch.Generator().manual_seed(1000 * index + number)
             if scheme == "autoregressive":
-                result = autoregressive(pair.target, prompt, max_new_tokens=tokens, temperature=temperature,
-                                        generator=generator)
+                result = autoregressive(
+                    pair.target, prompt, max_new_tokens=tokens, temperature=temperature, generator=generator
+                )
             else:
-                result = generate(pair.target, pair.draft, prompt, scheme=scheme, tree=tree, verifier=verifier,
-                                  max_new_tokens=tokens, temperature=temperature, generator=generator)
-            rows.append({"scheme": scheme, "tree": tree, "verifier": verifier, "temperature": temperature,
-                         "prompt": number, "tokens": result.tokens})
+                result = generate(
+                    pair.target,
+                    pair.draft,
+                    prompt,
+                    scheme=scheme,
+                    tree=tree,
+                    verifier=verifier,
+                    max_new_tokens=tokens,
+                    temperature=temperature,
+                    generator=generator,
+                )
+            rows.append(
+                {
+                    "scheme": scheme,
+                    "tree": tree,
+                    "verifier": verifier,
+                    "temperature": temperature,
+                    "prompt": number,
+                    "tokens": result.tokens,
+                }
+            )
             print(scheme, tree, verifier, temperature, number, result.tokens[:8], flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     return {"commit": commit, "machine": platform.processor() or platform.machine(), "rows": rows}
@@ -63,8 +81,10 @@ def compare(before: Path, after: Path) -> int:
     key = ("scheme", "tree", "verifier", "temperature", "prompt")
     old_rows = {tuple(row[k] for k in key): row["tokens"] for row in old["rows"]}
     differ = [row for row in new["rows"] if old_rows.get(tuple(row[k] for k in key)) != row["tokens"]]
-    print(f"{len(new['rows']) - len(differ)} of {len(new['rows'])} generations identical "
-          f"({old['commit'][:7]} -> {new['commit'][:7]})")
+    print(
+        f"{len(new['rows']) - len(differ)} of {len(new['rows'])} generations identical "
+        f"({old['commit'][:7]} -> {new['commit'][:7]})"
+    )
     for row in differ:
         print("differs:", {k: row[k] for k in key})
     return 1 if differ or len(old_rows) != len(new["rows"]) else 0

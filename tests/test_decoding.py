@@ -173,8 +173,15 @@ def test_first_two_tokens_have_the_target_law(pair, name, tree, temperature):
     generator = torch.Generator().manual_seed(1)
     samples = [
         generate(
-            target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=2, temperature=temperature,
-            generator=generator, **OPTIONS,
+            target,
+            draft,
+            PROMPT,
+            scheme=name,
+            tree=tree,
+            max_new_tokens=2,
+            temperature=temperature,
+            generator=generator,
+            **OPTIONS,
         ).tokens
         for _ in range(RUNS)
     ]
@@ -187,8 +194,9 @@ def test_first_three_tokens_have_the_target_law(pair):
     law = sequence_law(target, PROMPT, 3, temperature=1.0, **OPTIONS)
     generator = torch.Generator().manual_seed(3)
     samples = [
-        generate(target, draft, PROMPT, scheme="rrs", tree="2,2,1", max_new_tokens=3, generator=generator, **OPTIONS)
-        .tokens
+        generate(
+            target, draft, PROMPT, scheme="rrs", tree="2,2,1", max_new_tokens=3, generator=generator, **OPTIONS
+        ).tokens
         for _ in range(800)
     ]
     assert_law(samples, law)
@@ -207,8 +215,9 @@ def test_template_trees_keep_the_target_law(pair, name, tree):
     generator = torch.Generator().manual_seed(6)
     runs = 800 if length == 3 else RUNS
     samples = [
-        generate(target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=length, generator=generator, **OPTIONS)
-        .tokens
+        generate(
+            target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=length, generator=generator, **OPTIONS
+        ).tokens
         for _ in range(runs)
     ]
     assert_law(samples, law)
@@ -256,7 +265,13 @@ def test_cached_logits_equal_a_full_recomputation(deep_pair, name, tree):
     target, draft = deep_pair
     depth = shape_depth(parse_shape(tree))
     result = generate(
-        target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=64, generator=torch.Generator().manual_seed(5),
+        target,
+        draft,
+        PROMPT,
+        scheme=name,
+        tree=tree,
+        max_new_tokens=64,
+        generator=torch.Generator().manual_seed(5),
         record=True,
     )
     assert len(result.tokens) == 64
@@ -295,8 +310,15 @@ def test_accepted_length_matches_the_exact_per_node_acceptance(pair, name):
     accepted = predicted = variance = 0.0
     for seed in range(2):
         result = generate(
-            target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=150,
-            generator=torch.Generator().manual_seed(100 + seed), record=True, **options,
+            target,
+            draft,
+            PROMPT,
+            scheme=name,
+            tree=tree,
+            max_new_tokens=150,
+            generator=torch.Generator().manual_seed(100 + seed),
+            record=True,
+            **options,
         )
         accepted += sum(result.accepted_lengths)
         for step in result.trace:
@@ -315,8 +337,15 @@ def test_metrics_streaming_and_eos(pair):
     target, draft = pair
     streamed: list[int] = []
     result = generate(
-        target, draft, PROMPT, scheme="rrs", tree="3x2", max_new_tokens=41, generator=torch.Generator().manual_seed(6),
-        on_tokens=streamed.extend, **OPTIONS,
+        target,
+        draft,
+        PROMPT,
+        scheme="rrs",
+        tree="3x2",
+        max_new_tokens=41,
+        generator=torch.Generator().manual_seed(6),
+        on_tokens=streamed.extend,
+        **OPTIONS,
     )
     assert streamed == result.tokens and result.tokens_emitted == len(result.tokens) == 41
     assert result.draft_calls == 2 * result.target_calls == 2 * len(result.accepted_lengths)
@@ -331,8 +360,15 @@ def test_metrics_streaming_and_eos(pair):
     stop = result.tokens.index(eos) + 1
     for eos_token_id in [eos, (VOCAB + 3, eos)]:
         again = generate(
-            target, draft, PROMPT, scheme="rrs", tree="3x2", max_new_tokens=41,
-            generator=torch.Generator().manual_seed(6), eos_token_id=eos_token_id, **OPTIONS,
+            target,
+            draft,
+            PROMPT,
+            scheme="rrs",
+            tree="3x2",
+            max_new_tokens=41,
+            generator=torch.Generator().manual_seed(6),
+            eos_token_id=eos_token_id,
+            **OPTIONS,
         )
         assert again.tokens == result.tokens[:stop]
     baseline = autoregressive(target, PROMPT, max_new_tokens=7, generator=torch.Generator().manual_seed(0))
@@ -401,8 +437,14 @@ def test_vocabulary_mismatch_fails_before_any_model_call(counted):
 
 def test_sliding_window_shorter_than_the_sequence_is_refused():
     config = MistralConfig(
-        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=32, max_position_embeddings=256, sliding_window=8,
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=256,
+        sliding_window=8,
     )
     model = MistralForCausalLM(config).eval()
     with pytest.raises(ValueError, match="sliding"):

@@ -78,9 +78,16 @@ def runs(draw):
     name = draw(st.sampled_from(schemes.names()))
     ks = [k for k in allowed_k(name) if name != "greedy" or k <= vocab]  # greedy refuses k > V, when drafting
     tree = draw(trees(ks))
-    eos = draw(st.one_of(st.none(), st.integers(0, vocab - 1), st.lists(st.integers(0, vocab - 1), min_size=1, max_size=2)))
+    eos = draw(
+        st.one_of(st.none(), st.integers(0, vocab - 1), st.lists(st.integers(0, vocab - 1), min_size=1, max_size=2))
+    )
     return {
-        "models": (draw(st.integers(0, 10**6)), draw(st.integers(1, 2)), draw(st.sampled_from([1.0, 4.0, 10.0])), vocab),
+        "models": (
+            draw(st.integers(0, 10**6)),
+            draw(st.integers(1, 2)),
+            draw(st.sampled_from([1.0, 4.0, 10.0])),
+            vocab,
+        ),
         "prompt": draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=6)),
         "scheme": name,
         "tree": tree,
@@ -107,8 +114,9 @@ def check_cache(model, cache, tokens: list[int], length: int) -> None:
         torch.testing.assert_close(kept, expected, atol=1e-4, rtol=0)
 
 
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(runs())
 def test_every_run_keeps_the_invariants(run):
     seed, layers, scale, vocab = run["models"]
@@ -117,9 +125,17 @@ def test_every_run_keeps_the_invariants(run):
     prompt, shape = run["prompt"], parse_shape(run["tree"])
     runners = TorchRunner(target), TorchRunner(draft)  # their caches are read after the run
     result = decoding.generate(
-        *runners, torch.tensor(prompt), scheme=run["scheme"], tree=run["tree"], verifier=run["verifier"],
-        max_new_tokens=run["max_new_tokens"], temperature=run["temperature"], top_k=run["top_k"],
-        top_p=run["top_p"], eos_token_id=run["eos_token_id"], generator=torch.Generator().manual_seed(run["seed"]),
+        *runners,
+        torch.tensor(prompt),
+        scheme=run["scheme"],
+        tree=run["tree"],
+        verifier=run["verifier"],
+        max_new_tokens=run["max_new_tokens"],
+        temperature=run["temperature"],
+        top_k=run["top_k"],
+        top_p=run["top_p"],
+        eos_token_id=run["eos_token_id"],
+        generator=torch.Generator().manual_seed(run["seed"]),
         max_tree_nodes=max(2, max_nodes(shape, vocab)),
     )
     out, limit = result.tokens, run["max_new_tokens"]

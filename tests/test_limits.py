@@ -1,4 +1,5 @@
-"""Tree size and memory limits: refused up front with the node count, the estimate and the limit; large trees that fit run."""
+"""Tree size and memory limits: refused up front with the node count, the estimate and the limit; large trees
+that fit run."""
 
 from __future__ import annotations
 
@@ -34,8 +35,11 @@ def test_max_nodes_counts_distinct_children_only():
 def test_the_trees_of_the_issue_are_refused_before_any_model_call(tree, nodes):
     target, draft = tiny_llama(0, vocab=1000), tiny_llama(1, vocab=1000)
     hooks = no_model_call(target, draft)
-    with pytest.raises(ValueError, match=rf"^tree {tree} has up to {nodes} nodes per step, more than max_tree_nodes = "
-                       rf"{DEFAULT_MAX_TREE_NODES} \(its masks, caches and logits would need about [\d.]+ GiB\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^tree {tree} has up to {nodes} nodes per step, more than max_tree_nodes = "
+        rf"{DEFAULT_MAX_TREE_NODES} \(its masks, caches and logits would need about [\d.]+ GiB\)",
+    ):
         generate(target, draft, PROMPT, scheme="rrs", tree=tree, max_new_tokens=8)
     for hook in hooks:
         hook.remove()
@@ -44,8 +48,11 @@ def test_the_trees_of_the_issue_are_refused_before_any_model_call(tree, nodes):
 def test_a_tree_beyond_the_memory_is_refused_whatever_the_node_limit(monkeypatch):
     target, draft = tiny_llama(0, vocab=50_000), tiny_llama(1, vocab=50_000)
     hooks = no_model_call(target, draft)
-    with pytest.raises(ValueError, match=r"^tree 256x3 \(16843009 nodes\) with a 3-token prompt and max_new_tokens = 8 "
-                       r"needs about [\d.]+ GiB on cpu for masks, KV caches and logits, more than the [\d.]+ [GMK]iB available"):
+    with pytest.raises(
+        ValueError,
+        match=r"^tree 256x3 \(16843009 nodes\) with a 3-token prompt and max_new_tokens = 8 "
+        r"needs about [\d.]+ GiB on cpu for masks, KV caches and logits, more than the [\d.]+ [GMK]iB available",
+    ):
         generate(target, draft, PROMPT, scheme="rrs", tree="256x3", max_new_tokens=8, max_tree_nodes=10**9)
     small = tiny_llama(2), tiny_llama(3)
     hooks += no_model_call(*small)
@@ -65,10 +72,19 @@ def test_a_large_tree_that_fits_runs_and_its_masks_follow_the_drafted_nodes():
     with pytest.raises(ValueError, match="585 nodes per step"):
         generate(target, draft, PROMPT, scheme="rrs", tree=tree, max_new_tokens=8)
     masks = []
-    hook = target.register_forward_pre_hook(lambda module, args, kwargs: masks.append(kwargs["attention_mask"].shape),
-                                            with_kwargs=True)
-    result = generate(target, draft, PROMPT, scheme="rrs", tree=tree, max_new_tokens=12, max_tree_nodes=600,
-                      generator=torch.Generator().manual_seed(0))
+    hook = target.register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(kwargs["attention_mask"].shape), with_kwargs=True
+    )
+    result = generate(
+        target,
+        draft,
+        PROMPT,
+        scheme="rrs",
+        tree=tree,
+        max_new_tokens=12,
+        max_tree_nodes=600,
+        generator=torch.Generator().manual_seed(0),
+    )
     hook.remove()
     assert len(result.tokens) == 12 and len(masks) == result.target_calls
     # After the first step the target's queries are the root and the drafted nodes: the mask [1, 1, Q, K] has
@@ -86,7 +102,28 @@ def test_templates_count_their_nodes_and_the_cli_reports_a_refusal_in_one_line(t
     target, draft = save_tiny_pair(tmp_path)  # a vocabulary of 24 words
     assert main(["generate", "--target", target, "--draft", draft, "--scheme", "rrs", "--tree", "4x4", "the"]) == 2
     last = capsys.readouterr().err.splitlines()[-1]  # after the loading progress bars
-    assert last.startswith("multidraft generate: error: tree 4x4 has up to 341 nodes per step, more than "
-                           "max_tree_nodes = 256 (its masks, caches and logits would need about ")
-    assert main(["generate", "--target", target, "--draft", draft, "--scheme", "rrs", "--tree", "4x4",
-                 "--max-tree-nodes", "400", "--max-new-tokens", "3", "the"]) == 0
+    assert last.startswith(
+        "multidraft generate: error: tree 4x4 has up to 341 nodes per step, more than "
+        "max_tree_nodes = 256 (its masks, caches and logits would need about "
+    )
+    assert (
+        main(
+            [
+                "generate",
+                "--target",
+                target,
+                "--draft",
+                draft,
+                "--scheme",
+                "rrs",
+                "--tree",
+                "4x4",
+                "--max-tree-nodes",
+                "400",
+                "--max-new-tokens",
+                "3",
+                "the",
+            ]
+        )
+        == 0
+    )

@@ -40,15 +40,24 @@ def assert_rows_match(model, sequence: list[int], at: list[int], rows: torch.Ten
 def test_cached_logits_equal_a_cache_free_forward_up_to_1024_tokens():
     target = tiny_llama(20, layers=2, vocab=64, max_positions=1100)
     draft = tiny_llama(21, layers=2, vocab=64, max_positions=1100)
-    result = generate(target, draft, PROMPT, scheme="rrs", tree="2x3", max_new_tokens=NEW_TOKENS, record=True,
-                      generator=torch.Generator().manual_seed(0))
+    result = generate(
+        target,
+        draft,
+        PROMPT,
+        scheme="rrs",
+        tree="2x3",
+        max_new_tokens=NEW_TOKENS,
+        record=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     sequence = PROMPT.tolist() + result.tokens
     target_at, target_rows, draft_at, draft_rows = logits_rows(result.trace, len(PROMPT))
     assert_rows_match(target, sequence, target_at, target_rows)
     assert_rows_match(draft, sequence, draft_at, draft_rows)
 
-    baseline = autoregressive(target, PROMPT, max_new_tokens=NEW_TOKENS, record=True,
-                              generator=torch.Generator().manual_seed(0))
+    baseline = autoregressive(
+        target, PROMPT, max_new_tokens=NEW_TOKENS, record=True, generator=torch.Generator().manual_seed(0)
+    )
     at, rows, _, _ = logits_rows(baseline.trace, len(PROMPT))
     assert_rows_match(target, PROMPT.tolist() + baseline.tokens, at, rows)
 
@@ -69,8 +78,16 @@ def test_memory_stays_flat_over_a_long_generation():
     target = tiny_llama(30, layers=2, vocab=4096, max_positions=1100)
     draft = tiny_llama(31, layers=2, vocab=4096, max_positions=1100)
     samples = []
-    result = generate(target, draft, PROMPT, scheme="rrs", tree="2x3", max_new_tokens=NEW_TOKENS,
-                      generator=torch.Generator().manual_seed(0), on_tokens=lambda tokens: samples.append(resident_bytes()))
+    result = generate(
+        target,
+        draft,
+        PROMPT,
+        scheme="rrs",
+        tree="2x3",
+        max_new_tokens=NEW_TOKENS,
+        generator=torch.Generator().manual_seed(0),
+        on_tokens=lambda tokens: samples.append(resident_bytes()),
+    )
     assert len(result.tokens) == NEW_TOKENS
     growth = samples[-1] - samples[len(samples) // 4]
     assert growth < 16 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over {len(samples) * 3 // 4} steps"

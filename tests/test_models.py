@@ -185,9 +185,7 @@ def test_bundled_pair_check(monkeypatch):
             parts = spec.part_paths()
             assert sum(p.stat().st_size for p in parts) == spec.gguf_size
     # pretend one part is gone: a clear error naming it and the set-up command
-    monkeypatch.setattr(
-        models.ModelSpec, "missing_distributions", lambda self: list(self.distributions[:1])
-    )
+    monkeypatch.setattr(models.ModelSpec, "missing_distributions", lambda self: list(self.distributions[:1]))
     with pytest.raises(BundledModelsMissing, match="set-up"):
         bundled_pair()
 

@@ -19,8 +19,9 @@ def alone(target, draft, seq, shape, sampling, seed):
     out = []
     for name in LAWS:
         generator = torch.Generator().manual_seed(seed)
-        [tree], [q], _, _ = draft_trees(TorchRunner(draft), seq, [TreePlan(schemes.get(name), shape, generator)],
-                                        sampling)
+        [tree], [q], _, _ = draft_trees(
+            TorchRunner(draft), seq, [TreePlan(schemes.get(name), shape, generator)], sampling
+        )
         [logits], _ = score_trees(TorchRunner(target), seq, [tree])
         out.append((tree, q, logits))
     return out
@@ -41,8 +42,9 @@ def test_forest_matches_trees_read_alone(pair, one_thread, tree):
     for seed in range(4):
         trees, q_laws, _, _ = draft_trees(TorchRunner(draft), seq, plans(shape, [seed] * len(LAWS)), sampling)
         logits, _ = score_trees(TorchRunner(target), seq, trees)
-        for (tree_alone, q_alone, logits_alone), forest_tree, q, rows in zip(alone(target, draft, seq, shape, sampling, seed),
-                                                                            trees, q_laws, logits):
+        for (tree_alone, q_alone, logits_alone), forest_tree, q, rows in zip(
+            alone(target, draft, seq, shape, sampling, seed), trees, q_laws, logits
+        ):
             assert torch.equal(forest_tree.tokens, tree_alone.tokens)
             assert torch.equal(forest_tree.parents, tree_alone.parents)
             torch.testing.assert_close(q, q_alone, rtol=0, atol=1e-6)
@@ -68,6 +70,8 @@ def test_forest_caches_keep_one_trees_path(pair, one_thread):
     longer = torch.cat([seq, trees[s].tokens[path], torch.tensor([6])])  # the walk's last token is never cached
     next_trees, next_q, _, _ = draft_trees(draft_runner, longer, plans(shape, [4] * len(LAWS)), sampling)
     next_logits, _ = score_trees(target_runner, longer, next_trees)
-    for (_, q_alone, logits_alone), q, rows in zip(alone(target, draft, longer, shape, sampling, 4), next_q, next_logits):
+    for (_, q_alone, logits_alone), q, rows in zip(
+        alone(target, draft, longer, shape, sampling, 4), next_q, next_logits
+    ):
         torch.testing.assert_close(q, q_alone, rtol=0, atol=1e-6)
         torch.testing.assert_close(rows, logits_alone, rtol=0, atol=1e-5)

@@ -59,8 +59,14 @@ def test_parse_template_per_node():
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("3/2,1/1", "level 1 lists 2 nodes, but level 0 gives 3"), ("0/", "cannot parse"), ("0", "at least 1"),
-     ("2/0,0", "last level gives no drafts"), ("2,1/1,0", "one root"), ([[2], [1, "a"]], "integers")],
+    [
+        ("3/2,1/1", "level 1 lists 2 nodes, but level 0 gives 3"),
+        ("0/", "cannot parse"),
+        ("0", "at least 1"),
+        ("2/0,0", "last level gives no drafts"),
+        ("2,1/1,0", "one root"),
+        ([[2], [1, "a"]], "integers"),
+    ],
 )
 def test_parse_template_rejects(spec, message):
     with pytest.raises(ValueError, match=message):

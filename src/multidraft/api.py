@@ -47,29 +47,51 @@ def pilot_prior(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
     """A one-prompt prior from a short target sample of ``prompt`` (own fixed seed), the draft read as the
     decoder reads it: the fallback for a pair without a recorded prior."""
     prompt = prompt.reshape(-1).to(target.device)
-    sample = autoregressive(target, prompt, max_new_tokens=PILOT_TOKENS, temperature=temperature, top_k=top_k,
-                            top_p=top_p, generator=torch.Generator(device=target.device).manual_seed(0)).tokens
+    sample = autoregressive(
+        target,
+        prompt,
+        max_new_tokens=PILOT_TOKENS,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=torch.Generator(device=target.device).manual_seed(0),
+    ).tokens
     sequence = torch.cat([prompt, torch.tensor(sample, device=prompt.device)])[None]
     rows = slice(prompt.numel() - 1, sequence.shape[1] - 1)
     p = probabilities(target(sequence).logits[0, rows].double(), temperature, top_k, top_p)
-    q = probabilities(read_as_decoder(as_runner(draft), sequence[0], prompt.numel()).double(), temperature, top_k,
-                      top_p)
+    q = probabilities(
+        read_as_decoder(as_runner(draft), sequence[0], prompt.numel()).double(), temperature, top_k, top_p
+    )
     _, p_top, q_top, p_tail, q_tail = truncate(p, q, PILOT_TOP_N)
     p_rows = torch.cat([p_top, p_tail[:, None]], -1)  # [P, N + 1]
     q_rows = torch.cat([q_top, q_tail[:, None]], -1)
-    rates = rank_rates(p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p,
-                       sequence=[0] * p_rows.shape[0])
+    rates = rank_rates(
+        p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p, sequence=[0] * p_rows.shape[0]
+    )
     agreement = torch.minimum(p_rows, q_rows).sum(-1).tolist()
     return Prior(rates, agreement, [""], "pilot on the first prompt")
 
 
-def planner_for(target, draft, seq: torch.Tensor, candidates: list[Candidate], *, temperature, top_k, top_p,
-                generator, max_new_tokens: int, adapt: bool = True, profile: Profile | None = None) -> OnlinePlanner:
+def planner_for(
+    target,
+    draft,
+    seq: torch.Tensor,
+    candidates: list[Candidate],
+    *,
+    temperature,
+    top_k,
+    top_p,
+    generator,
+    max_new_tokens: int,
+    adapt: bool = True,
+    profile: Profile | None = None,
+) -> OnlinePlanner:
     """The online planner of a checked request over ``candidates`` (module docstring)."""
     if profile is None:
         profile = planning.cached_profile(target, draft, progress=_profiling_bar())
-    prior = planning.cached_prior(target, draft, temperature, top_k, top_p,
-                                  lambda: pilot_prior(target, draft, seq, temperature, top_k, top_p))
+    prior = planning.cached_prior(
+        target, draft, temperature, top_k, top_p, lambda: pilot_prior(target, draft, seq, temperature, top_k, top_p)
+    )
     key = (id(prior), tuple(candidates))
     table = _tables.get(key)
     if table is None:
@@ -93,10 +115,27 @@ def _profiling_bar():
     return say
 
 
-def generate(target, draft, input_ids, *, scheme, tree, max_new_tokens: int, temperature: float = 1.0, top_k=None,
-             top_p=None, generator=None, eos_token_id=None, on_tokens=None, record: bool = False,
-             exact_expectation: bool = False, max_tree_nodes: int = DEFAULT_MAX_TREE_NODES, verifier: str = "token",
-             adapt: bool = True, profile: Profile | None = None):
+def generate(
+    target,
+    draft,
+    input_ids,
+    *,
+    scheme,
+    tree,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k=None,
+    top_p=None,
+    generator=None,
+    eos_token_id=None,
+    on_tokens=None,
+    record: bool = False,
+    exact_expectation: bool = False,
+    max_tree_nodes: int = DEFAULT_MAX_TREE_NODES,
+    verifier: str = "token",
+    adapt: bool = True,
+    profile: Profile | None = None,
+):
     """:func:`multidraft.decoding.generate`, where ``scheme`` and ``tree`` may also be ``"auto"``.
 
     With ``"auto"`` each step's (scheme, tree), or plain decoding, is the online planner's
@@ -107,10 +146,24 @@ def generate(target, draft, input_ids, *, scheme, tree, max_new_tokens: int, tem
     ``result.predicted_tokens`` the planner's expected tokens per step for each choice.
     """
     if scheme != "auto" and tree != "auto":
-        return generate_fixed(target, draft, input_ids, scheme=scheme, tree=tree, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                              eos_token_id=eos_token_id, on_tokens=on_tokens, record=record,
-                              exact_expectation=exact_expectation, max_tree_nodes=max_tree_nodes, verifier=verifier)
+        return generate_fixed(
+            target,
+            draft,
+            input_ids,
+            scheme=scheme,
+            tree=tree,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+            eos_token_id=eos_token_id,
+            on_tokens=on_tokens,
+            record=record,
+            exact_expectation=exact_expectation,
+            max_tree_nodes=max_tree_nodes,
+            verifier=verifier,
+        )
     if scheme != "auto":
         scheme = get_scheme(scheme).name if isinstance(scheme, str) else scheme.name
         if scheme not in PLANNED:
@@ -121,17 +174,47 @@ def generate(target, draft, input_ids, *, scheme, tree, max_new_tokens: int, tem
         raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
     runners = as_runner(target), as_runner(draft)
     verifying = verifiers.get(verifier)
-    seq, stop = check_request(runners[0], input_ids, max_new_tokens, temperature, top_k, top_p, generator,
-                              eos_token_id)
+    seq, stop = check_request(runners[0], input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     for candidate in usable:
-        check_pair(*runners, get_scheme(candidate.scheme), candidate.shape, verifying, seq.shape[0], max_new_tokens,
-                   max_tree_nodes)
-    planner = planner_for(target, draft, seq, usable, temperature=temperature, top_k=top_k, top_p=top_p,
-                          generator=generator, max_new_tokens=max_new_tokens, adapt=adapt, profile=profile)
-    result = run(*runners, seq, stop, planner, verifying, generator, temperature=temperature, top_k=top_k,
-                 top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens, record=record,
-                 exact_expectation=exact_expectation, label=("auto", "auto"),
-                 depth=max(shape_depth(c.shape) for c in usable))
+        check_pair(
+            *runners,
+            get_scheme(candidate.scheme),
+            candidate.shape,
+            verifying,
+            seq.shape[0],
+            max_new_tokens,
+            max_tree_nodes,
+        )
+    planner = planner_for(
+        target,
+        draft,
+        seq,
+        usable,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+        max_new_tokens=max_new_tokens,
+        adapt=adapt,
+        profile=profile,
+    )
+    result = run(
+        *runners,
+        seq,
+        stop,
+        planner,
+        verifying,
+        generator,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        on_tokens=on_tokens,
+        record=record,
+        exact_expectation=exact_expectation,
+        label=("auto", "auto"),
+        depth=max(shape_depth(c.shape) for c in usable),
+    )
     most, _ = Counter(result.plans).most_common(1)[0]
     result.scheme, result.tree = most.split(" ") if most else ("autoregressive", "")
     result.predicted_tokens = [p.tokens_per_step for p in planner.predictions]

@@ -52,9 +52,20 @@ def finish(emitted: list[int], out: list[int], max_new_tokens: int, stop: frozen
 # -- the loop ---------------------------------------------------------------------------------------
 
 
-def decode(target: Runner, draft: Runner | None, seq: torch.Tensor, policy: Policy, sampling: Sampling, verifier,
-           generator, *, max_new_tokens: int, stop: frozenset[int], on_tokens=None,
-           observers: Sequence[Callable[[Step], None]] = ()) -> tuple[list[int], list[StepSummary], Stopwatch]:
+def decode(
+    target: Runner,
+    draft: Runner | None,
+    seq: torch.Tensor,
+    policy: Policy,
+    sampling: Sampling,
+    verifier,
+    generator,
+    *,
+    max_new_tokens: int,
+    stop: frozenset[int],
+    on_tokens=None,
+    observers: Sequence[Callable[[Step], None]] = (),
+) -> tuple[list[int], list[StepSummary], Stopwatch]:
     """Speculative steps from the prompt ``seq`` [n] until done; returns the tokens, the steps and the stopwatch.
 
     ``observers`` see each whole step once it is done (untimed); the loop keeps only its summary.
@@ -70,8 +81,9 @@ def decode(target: Runner, draft: Runner | None, seq: torch.Tensor, policy: Poli
     while not done:
         plan = policy(seq, steps)
         watch.lap("planning")
-        step = speculative_step(target, draft, seq, [plan], sampling, verifier, generator, step=len(steps) + 1,
-                                lap=watch.lap)
+        step = speculative_step(
+            target, draft, seq, [plan], sampling, verifier, generator, step=len(steps) + 1, lap=watch.lap
+        )
         steps.append(StepSummary.of(step))
         seq = torch.cat([seq, torch.tensor(step.walk.tokens, device=seq.device)])
         emitted, done = finish(step.walk.tokens, out, max_new_tokens, stop)
@@ -89,11 +101,25 @@ def decode(target: Runner, draft: Runner | None, seq: torch.Tensor, policy: Poli
 
 
 @torch.no_grad()
-def generate(target, draft, input_ids, *, scheme: str | Scheme, tree, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-             eos_token_id: int | Sequence[int] | None = None, on_tokens: Callable[[list[int]], None] | None = None,
-             record: bool = False, exact_expectation: bool = False, max_tree_nodes: int = DEFAULT_MAX_TREE_NODES,
-             verifier: str = "token") -> GenerationResult:
+def generate(
+    target,
+    draft,
+    input_ids,
+    *,
+    scheme: str | Scheme,
+    tree,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    on_tokens: Callable[[list[int]], None] | None = None,
+    record: bool = False,
+    exact_expectation: bool = False,
+    max_tree_nodes: int = DEFAULT_MAX_TREE_NODES,
+    verifier: str = "token",
+) -> GenerationResult:
     """Multi-draft speculative sampling from ``target`` with drafts from ``draft`` (module docstring).
 
     ``target`` and ``draft`` are :class:`~multidraft.runners.Runner` objects or Hugging Face causal LMs.
@@ -114,26 +140,70 @@ def generate(target, draft, input_ids, *, scheme: str | Scheme, tree, max_new_to
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     check_pair(target, draft, scheme, shape, verifying, seq.shape[0], max_new_tokens, max_tree_nodes)
     plan = TreePlan(scheme, shape, generator)
-    return run(target, draft, seq, stop, lambda seq, steps: plan, verifying, generator, temperature=temperature,
-               top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens, record=record,
-               exact_expectation=exact_expectation, label=(scheme.name, format_shape(shape)),
-               depth=shape_depth(shape))
+    return run(
+        target,
+        draft,
+        seq,
+        stop,
+        lambda seq, steps: plan,
+        verifying,
+        generator,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        on_tokens=on_tokens,
+        record=record,
+        exact_expectation=exact_expectation,
+        label=(scheme.name, format_shape(shape)),
+        depth=shape_depth(shape),
+    )
 
 
-def run(target: Runner, draft: Runner | None, seq: torch.Tensor, stop: frozenset[int], policy: Policy, verifier,
-        generator, *, temperature: float, top_k, top_p, max_new_tokens: int, on_tokens=None, record: bool = False,
-        exact_expectation: bool = False, label: tuple[str, str], depth: int) -> GenerationResult:
+def run(
+    target: Runner,
+    draft: Runner | None,
+    seq: torch.Tensor,
+    stop: frozenset[int],
+    policy: Policy,
+    verifier,
+    generator,
+    *,
+    temperature: float,
+    top_k,
+    top_p,
+    max_new_tokens: int,
+    on_tokens=None,
+    record: bool = False,
+    exact_expectation: bool = False,
+    label: tuple[str, str],
+    depth: int,
+) -> GenerationResult:
     """The loop on checked inputs (:func:`decode`) with the requested observers, as a :class:`GenerationResult`.
 
     ``label`` is the (scheme, tree) the result names; ``depth`` the deepest tree, for the acceptance per depth.
     """
     trace = [] if record else None
     expected = [] if exact_expectation else None
-    observers = [observe for observe, wanted in ((tracer(trace), record), (expectation(verifier, expected),
-                                                 exact_expectation)) if wanted]
+    observers = [
+        observe
+        for observe, wanted in ((tracer(trace), record), (expectation(verifier, expected), exact_expectation))
+        if wanted
+    ]
     sampling = sampling_of(target, draft, temperature, top_k, top_p)
-    out, steps, watch = decode(target, draft, seq, policy, sampling, verifier, generator,
-                               max_new_tokens=max_new_tokens, stop=stop, on_tokens=on_tokens, observers=observers)
+    out, steps, watch = decode(
+        target,
+        draft,
+        seq,
+        policy,
+        sampling,
+        verifier,
+        generator,
+        max_new_tokens=max_new_tokens,
+        stop=stop,
+        on_tokens=on_tokens,
+        observers=observers,
+    )
     return result_of(out, steps, watch, *label, depth, trace, expected)
 
 
@@ -147,10 +217,19 @@ def sampling_of(target: Runner, draft: Runner | None, temperature: float, top_k,
 
 
 @torch.no_grad()
-def autoregressive(target, input_ids, *, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None, generator: torch.Generator | None = None,
-                   eos_token_id: int | Sequence[int] | None = None,
-                   on_tokens: Callable[[list[int]], None] | None = None, record: bool = False) -> GenerationResult:
+def autoregressive(
+    target,
+    input_ids,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    on_tokens: Callable[[list[int]], None] | None = None,
+    record: bool = False,
+) -> GenerationResult:
     """Plain sampling from ``target``, token by token with its KV cache: the baseline, block efficiency 1.
 
     The same loop as :func:`generate` with the root alone as every step's tree (no draft).
@@ -159,6 +238,20 @@ def autoregressive(target, input_ids, *, max_new_tokens: int, temperature: float
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     target.check("target", seq.shape[0] + max_new_tokens)
     plain = TreePlan(None, None, generator)
-    return run(target, None, seq, stop, lambda seq, steps: plain, verifiers.get("token"), generator,
-               temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, on_tokens=on_tokens,
-               record=record, label=("autoregressive", ""), depth=0)
+    return run(
+        target,
+        None,
+        seq,
+        stop,
+        lambda seq, steps: plain,
+        verifiers.get("token"),
+        generator,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        on_tokens=on_tokens,
+        record=record,
+        label=("autoregressive", ""),
+        depth=0,
+    )

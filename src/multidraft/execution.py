@@ -154,7 +154,9 @@ def prepare_draft(model, *, precision: str = "float32", vocabulary: int | None =
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the eager-mode quantisation API's deprecation notice
             torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                model,
+                {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+                dtype=torch.qint8,
                 inplace=True,
             )
     return prepare(model)

@@ -27,7 +27,12 @@ class NonFiniteLogits(ValueError):
 
 
 def check_finite(
-    logits: torch.Tensor, role: str, positions: torch.Tensor | Sequence[int], *, at: str, nodes: Sequence[int] | None = None
+    logits: torch.Tensor,
+    role: str,
+    positions: torch.Tensor | Sequence[int],
+    *,
+    at: str,
+    nodes: Sequence[int] | None = None,
 ) -> None:
     """Raise :class:`NonFiniteLogits` unless every entry of ``logits`` [R, V] is finite.
 

@@ -117,7 +117,9 @@ def estimate_bytes(
     if draft is None:
         return parts
     d = ModelSize.of(draft, vocab)
-    draft_forward = max(d.forward_bytes(prompt_length, prompt_length, 1), d.forward_bytes(widest_read, positions, widest_read))
+    draft_forward = max(
+        d.forward_bytes(prompt_length, prompt_length, 1), d.forward_bytes(widest_read, positions, widest_read)
+    )
     draft_bytes = d.cache_bytes(positions) + draft_forward + (LAW_COPIES + 1) * internal * vocab * sampling_bytes
     parts[draft.device] = parts.get(draft.device, 0) + draft_bytes
     return parts

@@ -35,8 +35,9 @@ def stop_tokens(eos_token_id: int | Sequence[int] | None) -> frozenset[int]:
     return frozenset(ids)
 
 
-def check_request(target: Runner, input_ids, max_new_tokens: int, temperature: float, top_k, top_p, generator,
-                  eos_token_id) -> tuple[torch.Tensor, frozenset[int]]:
+def check_request(
+    target: Runner, input_ids, max_new_tokens: int, temperature: float, top_k, top_p, generator, eos_token_id
+) -> tuple[torch.Tensor, frozenset[int]]:
     """Check the arguments every generation shares; returns the prompt [n] on the target's device and the EOS ids."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
@@ -49,18 +50,35 @@ def check_request(target: Runner, input_ids, max_new_tokens: int, temperature: f
     return prompt, stop_tokens(eos_token_id)
 
 
-def check_pair(target: Runner, draft: Runner, scheme: Scheme, shape, verifier, prompt_length: int,
-               max_new_tokens: int, max_tree_nodes: int) -> None:
+def check_pair(
+    target: Runner,
+    draft: Runner,
+    scheme: Scheme,
+    shape,
+    verifier,
+    prompt_length: int,
+    max_new_tokens: int,
+    max_tree_nodes: int,
+) -> None:
     """Everything a speculative generation needs of its models and tree, before any model call."""
     check_shape(shape, scheme)
     verifier.check(shape, scheme)
     if draft.vocab_size != target.vocab_size:
         raise ValueError(f"vocabularies differ: target has {target.vocab_size} logits, draft {draft.vocab_size}")
     if scheme.draft_law in ("greedy", "topk") and widest(shape) > target.vocab_size:
-        raise ValueError(f"scheme {scheme.name!r} drafts {widest(shape)} distinct top tokens at a node, but the "
-                         f"vocabulary has {target.vocab_size}")
+        raise ValueError(
+            f"scheme {scheme.name!r} drafts {widest(shape)} distinct top tokens at a node, but the "
+            f"vocabulary has {target.vocab_size}"
+        )
     total_length = prompt_length + max_new_tokens + shape_depth(shape)
     target.check("target", total_length)
     draft.check("draft", total_length)
-    check_limits(getattr(target, "model", None), getattr(draft, "model", None), shape, target.vocab_size,
-                 prompt_length, max_new_tokens, max_tree_nodes)
+    check_limits(
+        getattr(target, "model", None),
+        getattr(draft, "model", None),
+        shape,
+        target.vocab_size,
+        prompt_length,
+        max_new_tokens,
+        max_tree_nodes,
+    )

@@ -30,7 +30,7 @@ class StepSummary:
 
     @property
     def name(self) -> str:
-        """"scheme tree" of the plan, "" for plain decoding."""
+        """ "scheme tree" of the plan, "" for plain decoding."""
         plan = self.plan
         return "" if plan.scheme is None else f"{plan.scheme.name} {format_shape(plan.shape)}"
 
@@ -128,17 +128,36 @@ class Stopwatch:
         return self.tick - self.start
 
 
-def result_of(out: list[int], steps: Sequence[StepSummary], watch: Stopwatch, scheme: str, tree: str, depth: int,
-              trace: list[StepTrace] | None, expected: list[float] | None) -> GenerationResult:
+def result_of(
+    out: list[int],
+    steps: Sequence[StepSummary],
+    watch: Stopwatch,
+    scheme: str,
+    tree: str,
+    depth: int,
+    trace: list[StepTrace] | None,
+    expected: list[float] | None,
+) -> GenerationResult:
     accepted = [step.accepted for step in steps]
     return GenerationResult(
-        tokens=out, scheme=scheme, tree=tree, target_calls=len(steps),
-        draft_calls=sum(step.tree_depth for step in steps), tokens_emitted=len(out),
-        block_efficiency=len(out) / len(steps), acceptance_per_depth=acceptance_per_depth(accepted, depth),
-        accepted_lengths=accepted, draft_seconds=watch.seconds["draft"], target_seconds=watch.seconds["target"],
-        verification_seconds=watch.seconds["verification"], total_seconds=watch.total, trace=trace,
-        tree_sizes=[step.tree_size for step in steps], expected_tokens=expected,
-        plans=[step.name for step in steps], planning_seconds=watch.seconds["planning"],
+        tokens=out,
+        scheme=scheme,
+        tree=tree,
+        target_calls=len(steps),
+        draft_calls=sum(step.tree_depth for step in steps),
+        tokens_emitted=len(out),
+        block_efficiency=len(out) / len(steps),
+        acceptance_per_depth=acceptance_per_depth(accepted, depth),
+        accepted_lengths=accepted,
+        draft_seconds=watch.seconds["draft"],
+        target_seconds=watch.seconds["target"],
+        verification_seconds=watch.seconds["verification"],
+        total_seconds=watch.total,
+        trace=trace,
+        tree_sizes=[step.tree_size for step in steps],
+        expected_tokens=expected,
+        plans=[step.name for step in steps],
+        planning_seconds=watch.seconds["planning"],
     )
 
 

@@ -87,14 +87,17 @@ def grow_level(tree: Tree, law: torch.Tensor, scheme: Scheme, generator) -> slic
     """Draw the drafts of the deepest level's nodes from their laws ``law`` [n_level, V]; returns the new level."""
     start, groups = tree.level_starts[-2], tree.pending()
     whole = len(groups) == 1 and len(groups[0][1]) == law.shape[0]
-    return tree.grow_groups([
-        (nodes, scheme.sample_drafts(law if whole else law[[i - start for i in nodes]], k, generator, check=False))
-        for k, nodes in groups
-    ])
+    return tree.grow_groups(
+        [
+            (nodes, scheme.sample_drafts(law if whole else law[[i - start for i in nodes]], k, generator, check=False))
+            for k, nodes in groups
+        ]
+    )
 
 
-def tree_visibility(trees: Sequence[Tree], members: Sequence[tuple[int, slice]], keys: Sequence[list[int]],
-                    prefix: int, width: int) -> torch.Tensor:
+def tree_visibility(
+    trees: Sequence[Tree], members: Sequence[tuple[int, slice]], keys: Sequence[list[int]], prefix: int, width: int
+) -> torch.Tensor:
     """bool [Q, prefix + width]: the nodes of ``members`` (tree s, node ids) see the ``prefix`` committed keys
     and the keys of their ancestors in the same tree (``keys[s]``: node id -> key, for ids up to the members')."""
     rows = sum(nodes.stop - nodes.start for _, nodes in members)
@@ -109,8 +112,9 @@ def tree_visibility(trees: Sequence[Tree], members: Sequence[tuple[int, slice]],
     return visible
 
 
-def draft_trees(draft: Runner, seq: torch.Tensor, plans: Sequence[TreePlan], sampling: Sampling, *,
-                step: int | None = None) -> tuple[list[Tree], list[torch.Tensor], list[torch.Tensor], list[list[int]]]:
+def draft_trees(
+    draft: Runner, seq: torch.Tensor, plans: Sequence[TreePlan], sampling: Sampling, *, step: int | None = None
+) -> tuple[list[Tree], list[torch.Tensor], list[torch.Tensor], list[list[int]]]:
     """Grow one tree per plan for committed tokens ``seq`` [n] (module docstring).
 
     Returns the trees, the draft's law q and raw logits [n_internal_s, V] at each tree's internal nodes, and
@@ -146,8 +150,13 @@ def draft_trees(draft: Runner, seq: torch.Tensor, plans: Sequence[TreePlan], sam
         tokens = torch.cat([trees[s].tokens[nodes] for s, nodes in members])
         positions = torch.cat([trees[s].positions(nodes, root_position=n - 1) for s, nodes in members])
         read = draft.forward(tokens, positions, visible, tokens.shape[0])  # [Q, V]
-        check_finite(read, "draft", positions, at=label(step),
-                     nodes=[node for _, nodes in members for node in range(nodes.start, nodes.stop)])
+        check_finite(
+            read,
+            "draft",
+            positions,
+            at=label(step),
+            nodes=[node for _, nodes in members for node in range(nodes.start, nodes.stop)],
+        )
         counts = [nodes.stop - nodes.start for _, nodes in members]
         for (s, _), rows in zip(members, read.split(counts)):
             logits[s].append(rows)
@@ -155,15 +164,20 @@ def draft_trees(draft: Runner, seq: torch.Tensor, plans: Sequence[TreePlan], sam
     return trees, [q for q, _ in join], [raw for _, raw in join], keys
 
 
-def score_trees(target: Runner, seq: torch.Tensor, trees: Sequence[Tree], *,
-                step: int | None = None) -> tuple[list[torch.Tensor], list[list[int]]]:
+def score_trees(
+    target: Runner, seq: torch.Tensor, trees: Sequence[Tree], *, step: int | None = None
+) -> tuple[list[torch.Tensor], list[list[int]]]:
     """Target logits [N_s, V] at every node of every tree (row 0: the root) in one forward, and the keys.
 
     The query is ``seq[cache length:]`` (root last, causal), then every non-root node in level-major order.
     """
     n, past = seq.shape[0], target.cached()
-    members = [(s, tree.level(depth)) for depth in range(1, max(tree.depth for tree in trees) + 1)
-               for s, tree in enumerate(trees) if depth <= tree.depth]
+    members = [
+        (s, tree.level(depth))
+        for depth in range(1, max(tree.depth for tree in trees) + 1)
+        for s, tree in enumerate(trees)
+        if depth <= tree.depth
+    ]
     keys = [[0] * tree.size for tree in trees]
     width = 1
     for s, nodes in members:
@@ -172,8 +186,12 @@ def score_trees(target: Runner, seq: torch.Tensor, trees: Sequence[Tree], *,
     committed = torch.nn.functional.pad(causal_visibility(past, n - past), (0, width - 1))  # [n - past, n - 1 + width]
     visible = torch.cat([committed, tree_visibility(trees, members, keys, n - 1, width)])
     tokens = torch.cat([seq[past:], *(trees[s].tokens[nodes] for s, nodes in members)])
-    positions = torch.cat([torch.arange(past, n, device=seq.device),
-                           *(trees[s].positions(nodes, root_position=n - 1) for s, nodes in members)])
+    positions = torch.cat(
+        [
+            torch.arange(past, n, device=seq.device),
+            *(trees[s].positions(nodes, root_position=n - 1) for s, nodes in members),
+        ]
+    )
     logits = target.forward(tokens, positions, visible, width)  # [width, V], row 0 the root
     check_finite(logits, "target", positions[-width:], at=label(step), nodes=range(width))
     if len(trees) == 1:

@@ -1,4 +1,6 @@
-"""Token trees: growth from the draft law, attention masks and positions (docs/design.md §2; shapes: :mod:`multidraft.shapes`).
+"""Token trees: growth from the draft law, attention masks and positions (docs/design.md §2).
+
+Shapes (how many drafts each node draws) are :mod:`multidraft.shapes`.
 
 A tree of depth D is grown from a **root**, the last committed token.  A tree
 shape ``(k_1, .., k_D)`` gives the number of drafts per node at each depth: a
@@ -117,9 +119,13 @@ class Tree:
             nodes = torch.as_tensor(list(nodes), dtype=torch.int64, device=device)
             drafts = drafts.to(device)
             if drafts.dim() != 2 or drafts.shape[0] != nodes.shape[0] or nodes.numel() == 0:
-                raise ValueError(f"drafts must be [{nodes.shape[0]}, k] for nodes {nodes.tolist()}, got {tuple(drafts.shape)}")
+                raise ValueError(
+                    f"drafts must be [{nodes.shape[0]}, k] for nodes {nodes.tolist()}, got {tuple(drafts.shape)}"
+                )
             if bool((nodes < start).any() | (nodes >= end).any()) or any(int(n) in self.node_drafts for n in nodes):
-                raise ValueError(f"nodes {nodes.tolist()} are not undrafted nodes of the deepest level {start}..{end - 1}")
+                raise ValueError(
+                    f"nodes {nodes.tolist()} are not undrafted nodes of the deepest level {start}..{end - 1}"
+                )
             k = drafts.shape[1]
             same = drafts.unsqueeze(-1) == drafts.unsqueeze(-2)  # [m, k, k]
             first = same.long().argmax(-1)  # [m, k] index of the first equal draft in the row
@@ -127,13 +133,16 @@ class Tree:
             parts.append((nodes, drafts, first, new))
         width = max(drafts.shape[1] for _, drafts, _, _ in parts)
         # Every new child, keyed by (parent, draft index) so that ids follow parent order then draft order.
-        keys = torch.cat([(nodes.unsqueeze(1) * width + torch.arange(d.shape[1], device=device))[new]
-                          for nodes, d, _, new in parts])  # [M]
+        keys = torch.cat(
+            [(nodes.unsqueeze(1) * width + torch.arange(d.shape[1], device=device))[new] for nodes, d, _, new in parts]
+        )  # [M]
         order = keys.argsort()
         rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=device))  # [M]
         parents = torch.cat([nodes.unsqueeze(1).expand_as(new)[new] for nodes, _, _, new in parts])[order]  # [M]
         tokens = torch.cat([d[new] for _, d, _, new in parts])[order]  # [M]
-        index = torch.cat([torch.arange(d.shape[1], device=device).expand_as(new)[new] for _, d, _, new in parts])[order]
+        index = torch.cat([torch.arange(d.shape[1], device=device).expand_as(new)[new] for _, d, _, new in parts])[
+            order
+        ]
         offset = 0
         for nodes, drafts, first, new in parts:
             count = int(new.sum())
@@ -148,8 +157,9 @@ class Tree:
         rows = ancestors[parents]  # [m, N + m]
         rows[torch.arange(m, device=device), end + torch.arange(m, device=device)] = True
         if self.template is not None:
-            self.template_ids += [self.template.child(self.template_ids[p], i)
-                                  for p, i in zip(parents.tolist(), index.tolist())]
+            self.template_ids += [
+                self.template.child(self.template_ids[p], i) for p, i in zip(parents.tolist(), index.tolist())
+            ]
         self.tokens = torch.cat([self.tokens, tokens])
         self.parents = torch.cat([self.parents, parents])
         self.depths = torch.cat([self.depths, self.depths[parents] + 1])
@@ -169,8 +179,13 @@ class Tree:
         size = self.level_starts[depth + 1]
         internal = self.level_starts[depth]
         return Tree(
-            self.tokens[:size], self.parents[:size], self.depths[:size], self.ancestors[:size, :size],
-            level_starts=self.level_starts[: depth + 2], template=None, template_ids=self.template_ids[:size],
+            self.tokens[:size],
+            self.parents[:size],
+            self.depths[:size],
+            self.ancestors[:size, :size],
+            level_starts=self.level_starts[: depth + 2],
+            template=None,
+            template_ids=self.template_ids[:size],
             node_drafts={n: d for n, d in self.node_drafts.items() if n < internal},
             node_children={n: c for n, c in self.node_children.items() if n < internal},
         )

@@ -71,7 +71,9 @@ def check_pair(p: torch.Tensor, q: torch.Tensor, names: str = "p, q") -> None:
     if p.shape != q.shape:
         raise ValueError(f"{name_p} and {name_q} must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     if p.dtype != q.dtype or p.device != q.device:
-        raise ValueError(f"{name_p} and {name_q} must share dtype and device, got {p.dtype}/{p.device} and {q.dtype}/{q.device}")
+        raise ValueError(
+            f"{name_p} and {name_q} must share dtype and device, got {p.dtype}/{p.device} and {q.dtype}/{q.device}"
+        )
 
 
 def check_drafts(drafts: torch.Tensor, q: torch.Tensor) -> None:

@@ -24,10 +24,21 @@ PROMPTS = [torch.tensor([3, 1, 4]), torch.tensor([1, 5]), torch.tensor([2, 6, 5,
 
 def test_parse_configs():
     configs = bench.parse_configs("autoregressive hf:5 spechub:2x3; rrs-wor:3/2,1,0 sps:1x4:block")
-    assert [c.label for c in configs] == ["autoregressive", "hf-assisted γ=5", "spechub 2x3", "rrs-wor 3/2,1,0",
-                                          "sps 1x4 block"]
-    for bad, message in [("spechub:3x2", "requires k = 2"), ("hf:0", "γ >= 1"), ("nope:2x2", "unknown scheme"),
-                         ("rrs:2x2 rrs:2x2", "repeat"), ("rrs", "scheme:tree"), ("", "no configuration")]:
+    assert [c.label for c in configs] == [
+        "autoregressive",
+        "hf-assisted γ=5",
+        "spechub 2x3",
+        "rrs-wor 3/2,1,0",
+        "sps 1x4 block",
+    ]
+    for bad, message in [
+        ("spechub:3x2", "requires k = 2"),
+        ("hf:0", "γ >= 1"),
+        ("nope:2x2", "unknown scheme"),
+        ("rrs:2x2 rrs:2x2", "repeat"),
+        ("rrs", "scheme:tree"),
+        ("", "no configuration"),
+    ]:
         with pytest.raises(ValueError, match=message):
             bench.parse_configs(bad)
 
@@ -54,20 +65,31 @@ def test_runs_interleave_resume_and_summarise(pair, tmp_path):
     assert len(records) == 2 * 3 * len(PROMPTS)
     # interleaved: each prompt runs every configuration before the next prompt, the order rotating
     first = [r["config"] for r in records[:9]]
-    assert first[:3] == ["autoregressive", "rrs 2x2", "sps 1x3"] and first[3:6] == ["rrs 2x2", "sps 1x3", "autoregressive"]
+    assert first[:3] == ["autoregressive", "rrs 2x2", "sps 1x3"] and first[3:6] == [
+        "rrs 2x2",
+        "sps 1x3",
+        "autoregressive",
+    ]
 
     # an interrupted run (only the first prompt done), resumed, gives the same records
     part = tmp_path / "part.jsonl"
-    run_all(pair, ResultStore(part, {"run": 1}, ("temperature", "config", "prompt"), resume=False), configs, PROMPTS[:1])
+    run_all(
+        pair, ResultStore(part, {"run": 1}, ("temperature", "config", "prompt"), resume=False), configs, PROMPTS[:1]
+    )
     resumed = ResultStore(part, {"run": 1}, ("temperature", "config", "prompt"), resume=True)
     run_all(pair, resumed, configs, PROMPTS)
     key = lambda r: (r["temperature"], r["config"], r["prompt"])  # noqa: E731
     fields = ("tokens", "accepted_lengths", "expected_tokens", "tree_sizes", "target_calls")
     assert sorted((key(r), [r[f] for f in fields]) for r in resumed.records()) == sorted(
-        (key(r), [r[f] for f in fields]) for r in records)
+        (key(r), [r[f] for f in fields]) for r in records
+    )
 
     rows = bench.summarise(records)
-    assert [(r["temperature"], r["config"]) for r in rows][:3] == [(0.7, "autoregressive"), (0.7, "rrs 2x2"), (0.7, "sps 1x3")]
+    assert [(r["temperature"], r["config"]) for r in rows][:3] == [
+        (0.7, "autoregressive"),
+        (0.7, "rrs 2x2"),
+        (0.7, "sps 1x3"),
+    ]
     for row in rows:
         assert row["prompts"] == len(PROMPTS) and row["tokens"] == 6 * len(PROMPTS)
         assert row["block_efficiency_ci95"] is None and row["speedup_ci95"] is None  # 3 prompts: no interval
@@ -85,8 +107,16 @@ def test_paired_steps_share_contexts(pair):
         paired.check_plan(["rrs", "rrs"], "2x2")
     with pytest.raises(ValueError, match="requires k = 2"):
         paired.check_plan(["spechub", "rrs"], "3x2")
-    result = paired.paired_steps(pair.target, pair.draft, PROMPTS[0], names=["spechub", "rrs", "rrs-wor"], tree="2x3",
-                                 temperature=1.0, new_tokens=16, seed=0)
+    result = paired.paired_steps(
+        pair.target,
+        pair.draft,
+        PROMPTS[0],
+        names=["spechub", "rrs", "rrs-wor"],
+        tree="2x3",
+        temperature=1.0,
+        new_tokens=16,
+        seed=0,
+    )
     assert len(result["tokens"]) == 16
     lengths = {len(per_depth[d]) for per_depth in result["expected"].values() for d in per_depth}
     assert len(lengths) == 1  # every scheme and depth was measured at every step

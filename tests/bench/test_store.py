@@ -31,7 +31,9 @@ def test_records_round_trip_and_resume_skips_done_work(tmp_path):
         again.append({"temperature": 1.0})
 
 
-@pytest.mark.parametrize("tail", [b'{"temperature": 1.0, "prom', b'{"temperature": 1.0, "prompt": 5}', b"\x00\x00\x00\n"])
+@pytest.mark.parametrize(
+    "tail", [b'{"temperature": 1.0, "prom', b'{"temperature": 1.0, "prompt": 5}', b"\x00\x00\x00\n"]
+)
 def test_a_torn_last_line_is_ignored_then_cut_away(tmp_path, tail):
     path = tmp_path / "results.jsonl"
     store = ResultStore(path, HEADER, KEY, resume=False)

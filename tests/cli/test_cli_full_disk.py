@@ -13,9 +13,28 @@ from tests.support.tiny_pair import save_tiny_pair
 def test_a_full_disk_while_appending_benchmark_results_prints_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
     target, draft = save_tiny_pair(tmp_path)
     results = tmp_path / "results" / "run.jsonl"
-    argv = ["bench", "generate", "--target", target, "--draft", draft, "--configs", "autoregressive",
-            "--temperatures", "1.0", "--prompts", "2", "--new-tokens", "2", "--max-prompt-tokens", "4",
-            "--out", str(results.parent), "--name", "run"]
+    argv = [
+        "bench",
+        "generate",
+        "--target",
+        target,
+        "--draft",
+        draft,
+        "--configs",
+        "autoregressive",
+        "--temperatures",
+        "1.0",
+        "--prompts",
+        "2",
+        "--new-tokens",
+        "2",
+        "--max-prompt-tokens",
+        "4",
+        "--out",
+        str(results.parent),
+        "--name",
+        "run",
+    ]
     fsync = os.fsync
     appended = []
 

@@ -81,9 +81,13 @@ def interrupt(stage: str, argv: list[str], cache: Path, *path: Path) -> tuple[in
     """Run ``multidraft ARGV`` with ``stage`` held, send SIGINT once it is held; exit status and stderr."""
     env = child_env(*path, MULTIDRAFT_CACHE=str(cache), OMP_NUM_THREADS="1", TQDM_DISABLE="1")
     process = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, stage, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-c", _CHILD, stage, *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         # a test run started in the background inherits SIGINT ignored: restore the default, as in a terminal
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        text=True,
     )
     err = []
     for line in process.stderr:
@@ -149,8 +153,25 @@ def test_ctrl_c_while_converting_leaves_no_partial_folder_and_the_next_run_conve
 def test_ctrl_c_while_benchmarking_keeps_every_finished_record(pair, tmp_path):
     out = tmp_path / "results"
     configs = "autoregressive sps:1x2"
-    argv = ["bench", "generate", *pair, "--configs", configs, "--temperatures", "1.0", "--prompts", "3",
-            "--new-tokens", "4", "--max-prompt-tokens", "8", "--out", str(out), "--name", "run"]
+    argv = [
+        "bench",
+        "generate",
+        *pair,
+        "--configs",
+        configs,
+        "--temperatures",
+        "1.0",
+        "--prompts",
+        "3",
+        "--new-tokens",
+        "4",
+        "--max-prompt-tokens",
+        "8",
+        "--out",
+        str(out),
+        "--name",
+        "run",
+    ]
     # the warm-up runs each configuration once (runs 1 and 2); hold the fifth run: two records are stored by then
     code, err = interrupt("bench", ["5", *argv], tmp_path)
     assert_one_interrupted_line(code, err, "multidraft bench generate")

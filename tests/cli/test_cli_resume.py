@@ -18,8 +18,20 @@ from multidraft.cli.record import journal_path
 from tests.support.tiny_pair import save_tiny_pair
 
 PROMPTS = 10
-RECORD = ["--prompts", str(PROMPTS), "--new-tokens", "150", "--max-prompt-tokens", "8", "--top-n", "8",
-          "--temperature", "0.8", "--seed", "3"]
+RECORD = [
+    "--prompts",
+    str(PROMPTS),
+    "--new-tokens",
+    "150",
+    "--max-prompt-tokens",
+    "8",
+    "--top-n",
+    "8",
+    "--temperature",
+    "0.8",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +44,9 @@ def models(tmp_path_factory):
 
 def cli(*argv: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "multidraft.cli", *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "multidraft.cli", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def kill_after_records(process: subprocess.Popen, journal, records: int) -> None:
@@ -75,13 +88,28 @@ def test_record_killed_then_resumed_equals_an_uninterrupted_run(models, tmp_path
     for name in COLUMNS:
         np.testing.assert_array_equal(getattr(resumed, name), getattr(expected, name), err_msg=name)
     assert np.array_equal(np.unique(resumed.prompt_index), np.arange(PROMPTS))
-    assert not journal_path(out).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["reference.npz", "resumed.npz"]
+    assert not journal_path(out).exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "reference.npz",
+        "resumed.npz",
+    ]
 
 
 #: Fields of a ``bench generate`` record that are wall-clock measurements, not results.
 TIMINGS = {"seconds", "draft_seconds", "target_seconds", "verification_seconds"}
-BENCH = ["--configs", "autoregressive rrs:2x2 spechub:2x2", "--temperatures", "0.8", "--prompts", "4",
-         "--new-tokens", "60", "--max-prompt-tokens", "8", "--seed", "5"]
+BENCH = [
+    "--configs",
+    "autoregressive rrs:2x2 spechub:2x2",
+    "--temperatures",
+    "0.8",
+    "--prompts",
+    "4",
+    "--new-tokens",
+    "60",
+    "--max-prompt-tokens",
+    "8",
+    "--seed",
+    "5",
+]
 
 
 def results(path) -> dict:
@@ -89,8 +117,10 @@ def results(path) -> dict:
     from multidraft.bench.store import read_lines
 
     lines, _ = read_lines(path)
-    by_key = {(r["temperature"], r["config"], r["prompt"]): {k: v for k, v in r.items() if k not in TIMINGS}
-              for r in lines[1:]}
+    by_key = {
+        (r["temperature"], r["config"], r["prompt"]): {k: v for k, v in r.items() if k not in TIMINGS}
+        for r in lines[1:]
+    }
     assert len(by_key) == len(lines) - 1, "a record is stored twice"
     return by_key
 

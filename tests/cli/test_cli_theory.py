@@ -23,7 +23,10 @@ def test_json_output_and_npy_files(tmp_path, capsys):
     p, q = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.4, 0.3, 0.2, 0.1])
     np.save(tmp_path / "p.npy", p)
     np.save(tmp_path / "q.npy", q)
-    assert main(["theory", "--k", "3", "--p-file", str(tmp_path / "p.npy"), "--q-file", str(tmp_path / "q.npy"), "--json"]) == 0
+    assert (
+        main(["theory", "--k", "3", "--p-file", str(tmp_path / "p.npy"), "--q-file", str(tmp_path / "q.npy"), "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     rows = {row["scheme"]: row for row in report["schemes"]}
     assert rows["kseq"]["acceptance"] == pytest.approx(acceptance("kseq", p, q, 3), abs=1e-15)

@@ -60,8 +60,12 @@ def test_first_use_assembles_and_converts_then_reuses(fake, tmp_path, conversion
     assert stamp["gguf_sha256"] == fake.gguf_sha256 and len(stamp["sha256"]) == 64
     assert stamp["files"]["model.safetensors"]["bytes"] == (out / "model.safetensors").stat().st_size
     assert fake.hf_path(tmp_path / "cache") == out and len(conversions) == 1
-    assert _models(tmp_path / "cache") == ["tiny-test-model-hf-float32", "tiny-test-model-hf-float32.lock",
-                                           "tiny-test-model.gguf", "tiny-test-model.gguf.lock"]
+    assert _models(tmp_path / "cache") == [
+        "tiny-test-model-hf-float32",
+        "tiny-test-model-hf-float32.lock",
+        "tiny-test-model.gguf",
+        "tiny-test-model.gguf.lock",
+    ]
 
 
 def test_a_changed_byte_in_the_assembled_gguf_is_discarded_and_assembled_again(fake, tmp_path, caplog):
@@ -73,7 +77,9 @@ def test_a_changed_byte_in_the_assembled_gguf_is_discarded_and_assembled_again(f
         assert fake.gguf_path(tmp_path) == gguf
     assert hashlib.sha256(gguf.read_bytes()).hexdigest() == fake.gguf_sha256
     (warning,) = _warnings(caplog)
-    assert f"discarding the cached file {gguf} (its SHA-256 does not match); assembling Tiny test model again" == warning
+    assert (
+        f"discarding the cached file {gguf} (its SHA-256 does not match); assembling Tiny test model again" == warning
+    )
 
 
 def test_a_truncated_converted_folder_is_discarded_and_converted_again(fake, tmp_path, caplog, conversions):
@@ -122,8 +128,12 @@ def test_what_a_killed_conversion_left_is_removed(fake, tmp_path, conversions):
         (models / stale).mkdir()
         (models / stale / "model.safetensors").write_bytes(b"\0" * 4096)
     fake.hf_path(tmp_path)
-    assert _models(tmp_path) == ["tiny-test-model-hf-float32", "tiny-test-model-hf-float32.lock",
-                                 "tiny-test-model.gguf", "tiny-test-model.gguf.lock"]
+    assert _models(tmp_path) == [
+        "tiny-test-model-hf-float32",
+        "tiny-test-model-hf-float32.lock",
+        "tiny-test-model.gguf",
+        "tiny-test-model.gguf.lock",
+    ]
 
 
 def test_too_little_free_space_is_refused_before_loading_the_gguf(fake, tmp_path, monkeypatch, conversions):
@@ -207,17 +217,28 @@ def test_two_first_runs_at_once_both_finish_with_one_conversion_and_the_bytes_of
     barrier.mkdir()
     site = tmp_path / "fake" / "site"
     env = child_env(site)
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(spec_file), str(tmp_path / "shared"), str(barrier),
-                                str(log)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(spec_file), str(tmp_path / "shared"), str(barrier), str(log)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [racer.communicate(timeout=300) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0], [err[-2000:] for _, err in outputs]
     assert len(log.read_text().split()) == 1  # one conversion
     shared = tmp_path / "shared" / "models" / "tiny-test-model-hf-float32"
     assert [out.strip() for out, _ in outputs] == [str(shared)] * 2
-    assert sum("waiting for another multidraft process to finish converting Tiny test model" in err
-               for _, err in outputs) == 1
+    assert (
+        sum("waiting for another multidraft process to finish converting Tiny test model" in err for _, err in outputs)
+        == 1
+    )
     single = fake.hf_path(tmp_path / "single")
     assert folder_bytes(shared) == folder_bytes(single)
-    assert (tmp_path / "shared/models/tiny-test-model.gguf").read_bytes() == fake.gguf_path(tmp_path / "single").read_bytes()
+    assert (tmp_path / "shared/models/tiny-test-model.gguf").read_bytes() == fake.gguf_path(
+        tmp_path / "single"
+    ).read_bytes()
     assert _models(tmp_path / "shared") == _models(tmp_path / "single")  # no temporaries left

@@ -149,8 +149,16 @@ def test_two_processes_racing_build_the_entry_once_and_both_use_it(tmp_path):
     barrier.mkdir()
     path = tmp_path / "plans" / "entry.json"
     env = child_env()
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(path), str(barrier), str(log)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(path), str(barrier), str(log)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [racer.communicate(timeout=120) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0], outputs
     builders = log.read_text().split()

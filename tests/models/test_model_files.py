@@ -131,8 +131,10 @@ def test_a_bit_flipped_safetensors_header_is_refused(folder):
         check_model(folder)
 
 
-@pytest.mark.parametrize("content,message", [(b"", "not valid JSON"), (b'{"vocab_size": ', "not valid JSON"),
-                                             (b'{"vocab_size": 3}', "names no model_type")])
+@pytest.mark.parametrize(
+    "content,message",
+    [(b"", "not valid JSON"), (b'{"vocab_size": ', "not valid JSON"), (b'{"vocab_size": 3}', "names no model_type")],
+)
 def test_a_damaged_config_is_refused(folder, content, message):
     (folder / "config.json").write_bytes(content)
     with pytest.raises(DamagedModelFile, match=f"config.json: {message}"):

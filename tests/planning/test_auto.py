@@ -21,15 +21,17 @@ def test_auto_profiles_once_then_plans_from_the_cache(cache):
     torch.set_num_threads(1)
     target, draft = tiny_llama(0, max_positions=1024), tiny_llama(1, max_positions=1024)
     prompt = torch.tensor([3, 1, 4])
-    result = generate(target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12,
-                      generator=torch.Generator().manual_seed(0))
+    result = generate(
+        target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12, generator=torch.Generator().manual_seed(0)
+    )
     assert result.scheme in PLANNED and len(result.tokens) == 12
     profile = planning.profile_path(target, draft)
     rates = planning.prior_path(target, draft, 1.0, None, None)
     assert profile.is_file() and rates.is_file()
     stamps = profile.stat().st_mtime_ns, rates.stat().st_mtime_ns
-    again = generate(target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12,
-                     generator=torch.Generator().manual_seed(0))
+    again = generate(
+        target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12, generator=torch.Generator().manual_seed(0)
+    )
     assert (again.scheme, again.tree) == (result.scheme, result.tree)
     assert (profile.stat().st_mtime_ns, rates.stat().st_mtime_ns) == stamps  # planned from the cache
     fixed = generate(target, draft, prompt, scheme="rrs-wor", tree="auto", max_new_tokens=4)

@@ -55,8 +55,9 @@ def test_the_posterior_follows_the_evidence(prior):
 def test_weighted_rates_are_the_mixture_of_the_prompts(prior):
     """One-hot weights give the prompt's own rates; the posterior mixes the two."""
     both = expected_tree(prior.rates, "rrs", (2, 2))[0]
-    alone = [expected_tree(prior.rates.weighted(np.repeat(np.eye(2)[j], POSITIONS)), "rrs", (2, 2))[0]
-             for j in range(2)]
+    alone = [
+        expected_tree(prior.rates.weighted(np.repeat(np.eye(2)[j], POSITIONS)), "rrs", (2, 2))[0] for j in range(2)
+    ]
     assert alone[0] > both > alone[1]
     table = PlanTable.of(prior, [Candidate("rrs", (2, 2))])
     assert table.tokens[0].tolist() == pytest.approx(alone, rel=1e-9)
@@ -64,8 +65,9 @@ def test_weighted_rates_are_the_mixture_of_the_prompts(prior):
 
 def planner(prior, profile, *, every=4, max_new_tokens=64, adapt=True, min_evidence=8) -> OnlinePlanner:
     table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=8))
-    return OnlinePlanner(profile, prior, table, None, max_new_tokens, every=every, adapt=adapt,
-                         min_evidence=min_evidence)
+    return OnlinePlanner(
+        profile, prior, table, None, max_new_tokens, every=every, adapt=adapt, min_evidence=min_evidence
+    )
 
 
 def test_plain_decoding_wins_where_no_tree_can_pay(prior):
@@ -95,8 +97,20 @@ def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_threa
     for _ in range(800):
         online = planner(prior, profile, every=1, max_new_tokens=3, min_evidence=1)
         online.generator = generator
-        result = run(*runners, prompt, frozenset(), online, verifiers.get("token"), generator, temperature=1.0,
-                     top_k=None, top_p=None, max_new_tokens=3, label=("auto", "auto"), depth=3)
+        result = run(
+            *runners,
+            prompt,
+            frozenset(),
+            online,
+            verifiers.get("token"),
+            generator,
+            temperature=1.0,
+            top_k=None,
+            top_p=None,
+            max_new_tokens=3,
+            label=("auto", "auto"),
+            depth=3,
+        )
         samples.append(result.tokens)
         kinds |= {bool(name) for name in result.plans}
     assert kinds == {True, False}, "the test should see both plain and speculative steps"

@@ -49,15 +49,21 @@ def _next_digit(text: str) -> str:
     return re.sub(r"\d", lambda digit: str((int(digit[0]) + 1) % 10), text, count=1)
 
 
-CASES = {"profile": (_profile, lambda pair: planning.profile_path(*pair), fake_profile),
-         "prior": (_prior, lambda pair: planning.prior_path(*pair, 1.0, None, None), fake_prior)}
+CASES = {
+    "profile": (_profile, lambda pair: planning.profile_path(*pair), fake_profile),
+    "prior": (_prior, lambda pair: planning.prior_path(*pair, 1.0, None, None), fake_prior),
+}
 
 
 @pytest.mark.parametrize("kind", CASES)
-@pytest.mark.parametrize("damage", [lambda text: text[: len(text) // 3], _next_digit, lambda text: "{}"],
-                         ids=["cut short", "changed value", "no checksum"])
-def test_a_damaged_plan_file_is_discarded_with_one_warning_line_and_measured_again(pair, measured, caplog, kind,
-                                                                                   damage):
+@pytest.mark.parametrize(
+    "damage",
+    [lambda text: text[: len(text) // 3], _next_digit, lambda text: "{}"],
+    ids=["cut short", "changed value", "no checksum"],
+)
+def test_a_damaged_plan_file_is_discarded_with_one_warning_line_and_measured_again(
+    pair, measured, caplog, kind, damage
+):
     cached, path_of, expected = CASES[kind]
     first = cached(pair)
     assert first == expected() and measured == [kind]
@@ -116,12 +122,21 @@ def test_two_first_runs_profiling_at_once_measure_once_and_plan_from_the_same_pr
     barrier, log = tmp_path / "barrier", tmp_path / "measurements.log"
     barrier.mkdir()
     env = child_env(MULTIDRAFT_CACHE=str(tmp_path / "cache"))
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(barrier), str(log)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(barrier), str(log)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [racer.communicate(timeout=300) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0], [err[-2000:] for _, err in outputs]
     (measurer,) = log.read_text().split()
     seconds = [json.loads(out) for out, _ in outputs]
     assert seconds[0] == seconds[1] == fake_profile(0.001 * (1 + int(measurer) % 7)).target.seconds
-    assert sum("waiting for another multidraft process to finish profiling this machine" in err
-               for _, err in outputs) == 1
+    assert (
+        sum("waiting for another multidraft process to finish profiling this machine" in err for _, err in outputs) == 1
+    )

@@ -75,8 +75,9 @@ def test_the_planner_deepens_when_drafting_is_free_and_stops_when_it_is_dear():
     dear = plan(linear_profile(0.001, 0.2), rates, schemes=("sps", "rrs-wor"))
     assert cheap[0].tokens_per_step > dear[0].tokens_per_step
     assert any(c.tree.startswith("1x") for c in cheap)  # chains are candidates
-    assert [c.scheme for c in best_per_scheme(cheap)] == sorted({c.scheme for c in cheap},
-                                                               key=lambda s: -max(c.tokens_per_second for c in cheap if c.scheme == s))
+    assert [c.scheme for c in best_per_scheme(cheap)] == sorted(
+        {c.scheme for c in cheap}, key=lambda s: -max(c.tokens_per_second for c in cheap if c.scheme == s)
+    )
     assert math.isclose(cheap[0].tokens_per_second, cheap[0].tokens_per_step / cheap[0].step_seconds)
     assert all(len(candidates(rates, name, 16)) > 3 for name in ("sps", "rrs", "spechub", "greedy"))
 

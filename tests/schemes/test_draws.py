@@ -40,11 +40,23 @@ def settings():
     across = [0, 5, BLOCK - 1, BLOCK, 200, 2 * BLOCK, 299]  # several blocks and the short last one of V = 300
     heavy = near_certain(len(across), 3, rng)  # the near-certain token shares block 1 with token 200
     cases = (
-        ("support2", np.array([0.0, 0.7, 0.0, 0.3, 0.0]), (("iid", 2), ("wor", 3), ("wor", 4), ("hub", 2), ("greedy", 4))),
+        (
+            "support2",
+            np.array([0.0, 0.7, 0.0, 0.3, 0.0]),
+            (("iid", 2), ("wor", 3), ("wor", 4), ("hub", 2), ("greedy", 4)),
+        ),
         ("ties", np.array([0.25, 0.125, 0.25, 0.125, 0.25]), (("hub", 2), ("greedy", 3))),
-        ("V300", spread(300, across, list(rng.dirichlet(np.ones(len(across))))), (("iid", 2), ("wor", 3), ("wor", 8), ("hub", 2), ("greedy", 1), ("greedy", 3))),
+        (
+            "V300",
+            spread(300, across, list(rng.dirichlet(np.ones(len(across))))),
+            (("iid", 2), ("wor", 3), ("wor", 8), ("hub", 2), ("greedy", 1), ("greedy", 3)),
+        ),
         ("V300-near-one-hot", spread(300, across, list(heavy)), (("wor", 3), ("hub", 2), ("greedy", 3))),
-        ("V256-ties", spread(2 * BLOCK, [3, BLOCK - 1, BLOCK, 2 * BLOCK - 1], [0.3, 0.2, 0.3, 0.2]), (("hub", 2), ("greedy", 3))),
+        (
+            "V256-ties",
+            spread(2 * BLOCK, [3, BLOCK - 1, BLOCK, 2 * BLOCK - 1], [0.3, 0.2, 0.3, 0.2]),
+            (("hub", 2), ("greedy", 3)),
+        ),
     )
     return [pytest.param(law, k, q, id=f"{law}-k{k}-{label}") for label, q, laws in cases for law, k in laws]
 
@@ -77,7 +89,9 @@ def zero_heavy_rows(rows: int, vocab: int, dtype: torch.dtype, seed: int) -> tor
     peaked = torch.arange(rows) % 4 == 0
     big = torch.randint(vocab, (rows,), generator=generator)
     block = torch.arange(vocab) // BLOCK
-    q[peaked] = torch.where(block == (big[peaked] // BLOCK).unsqueeze(-1), 0, q[peaked] * 2**-20 / q[peaked].sum(-1, keepdim=True))
+    q[peaked] = torch.where(
+        block == (big[peaked] // BLOCK).unsqueeze(-1), 0, q[peaked] * 2**-20 / q[peaked].sum(-1, keepdim=True)
+    )
     q[peaked, big[peaked]] = 1 - 2**-20
     return (q / q.sum(-1, keepdim=True)).to(dtype)
 

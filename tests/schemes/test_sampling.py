@@ -27,7 +27,9 @@ def joint_law(name: str, p: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     scheme = schemes.get(name)
     tuples, probs = enumerate_law(scheme.draft_law, q, k)
     n = len(tuples)
-    kernel = scheme.kernel(torch.from_numpy(p).expand(n, -1), torch.from_numpy(q).expand(n, -1), torch.from_numpy(tuples)).numpy()
+    kernel = scheme.kernel(
+        torch.from_numpy(p).expand(n, -1), torch.from_numpy(q).expand(n, -1), torch.from_numpy(tuples)
+    ).numpy()
     member = np.zeros_like(kernel, dtype=bool)
     np.put_along_axis(member, tuples, True, axis=1)
     return np.stack([probs @ np.where(member, 0, kernel), probs @ np.where(member, kernel, 0)])

@@ -45,7 +45,9 @@ def _law_pair(kind: str, vocab: int, rng: np.random.Generator) -> tuple[np.ndarr
     return p / p.sum(), q / q.sum()
 
 
-def table(vocab: int, depth: int, seed: int, kinds: tuple[str, ...] = KINDS) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+def table(
+    vocab: int, depth: int, seed: int, kinds: tuple[str, ...] = KINDS
+) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
     """context -> (p, q) for every context of length <= depth; the kinds of pair cycle over contexts."""
     rng = np.random.default_rng(seed)
     contexts = [c for n in range(depth + 1) for c in itertools.product(range(vocab), repeat=n)]
@@ -70,10 +72,12 @@ def drafted_trees(pairs: dict, law: str, shape):
         for choice in itertools.product(*options):
             grown = copy.deepcopy(tree)
             start = grown.size
-            grown.grow_groups([
-                (ids, torch.from_numpy(np.stack([t for (kk, node), (t, _) in zip(nodes, choice) if node in ids])))
-                for _, ids in groups
-            ])
+            grown.grow_groups(
+                [
+                    (ids, torch.from_numpy(np.stack([t for (kk, node), (t, _) in zip(nodes, choice) if node in ids])))
+                    for _, ids in groups
+                ]
+            )
             parents = grown.parents.tolist()
             new = [contexts[parents[v]] + (int(grown.tokens[v]),) for v in range(start, grown.size)]
             yield from grow(grown, contexts + new, prob * float(np.prod([w for _, w in choice])))
@@ -122,6 +126,8 @@ def emitted_law(pairs: dict, verifier, scheme, shape, depth: int, vocab: int) ->
             assert weights.sum() > 0, "an outcome of positive probability has no token to emit"
             law = weights / weights.sum()
             for y in np.flatnonzero(law):
-                continued(pairs, contexts[outcome.node] + (int(y),), prob * outcome.probability * law[y], length, vocab, out)
+                continued(
+                    pairs, contexts[outcome.node] + (int(y),), prob * outcome.probability * law[y], length, vocab, out
+                )
         expected += prob * verifier.expected_tokens(tree, scheme, p, q)
     return out, expected

@@ -12,8 +12,11 @@ def flat_rates(a: float) -> RankRates:
     rates = {}
     for name, ks in PLANNED.items():
         for k in ks:
-            rates[f"{name}:{k}"] = {"accept": [a * (1 - a) ** i for i in range(k)], "new": [1.0] * k,
-                                    "accept_se": [0.0] * k}
+            rates[f"{name}:{k}"] = {
+                "accept": [a * (1 - a) ** i for i in range(k)],
+                "new": [1.0] * k,
+                "accept_se": [0.0] * k,
+            }
     return RankRates(1.0, None, None, 1, 1, rates)
 
 
@@ -23,8 +26,14 @@ def linear_profile(target_per_query: float, draft_one: float) -> Profile:
     target = ForwardCosts(queries, [0, 512], [[0.1 + target_per_query * q for q in queries]] * 2)
     draft = ForwardCosts(queries, [0, 512], [[draft_one] * len(queries)] * 2)
     keys = [f"{name}:{k}" for name, ks in PLANNED.items() for k in ks]
-    zero = {"laws_call": 0.0, "laws_row": 0.0, "tree_level": 0.0, "keep_path": 0.0,
-            "drafts": {key: [0.0, 0.0] for key in keys}, "verify": {key: 0.0 for key in keys}}
+    zero = {
+        "laws_call": 0.0,
+        "laws_row": 0.0,
+        "tree_level": 0.0,
+        "keep_path": 0.0,
+        "drafts": {key: [0.0, 0.0] for key in keys},
+        "verify": {key: 0.0 for key in keys},
+    }
     return Profile({}, {}, target, draft, zero)
 
 
@@ -36,6 +45,13 @@ def fake_profile(seconds: float = 0.001) -> Profile:
 
 def fake_prior() -> Prior:
     """A stand-in for a measured prior: four positions of one recorded prompt."""
-    rates = RankRates(temperature=1.0, top_k=None, top_p=None, positions=4, draws=2,
-                      rates={"rrs:2": {"accept": [0.5, 0.25], "new": [1.0, 0.5]}}, sequence=[0, 0, 0, 0])
+    rates = RankRates(
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        positions=4,
+        draws=2,
+        rates={"rrs:2": {"accept": [0.5, 0.25], "new": [1.0, 0.5]}},
+        sequence=[0, 0, 0, 0],
+    )
     return Prior(rates, [0.5, 0.25, 0.75, 0.5], [""], "test")

@@ -45,8 +45,13 @@ def test_topk_is_in_the_theory_table_and_the_token_benchmark(capsys):
     rng = np.random.default_rng(0)
     p, q = rng.dirichlet(np.full(12, 0.3), size=4), rng.dirichlet(np.full(12, 0.3), size=4)
     recording = Recording(
-        header={"temperature": 1.0}, token_ids=np.tile(np.arange(11), (4, 1)), p=p[:, :-1], q=q[:, :-1],
-        p_tail=p[:, -1], q_tail=q[:, -1], prompt_index=np.zeros(4, dtype=np.int64),
+        header={"temperature": 1.0},
+        token_ids=np.tile(np.arange(11), (4, 1)),
+        p=p[:, :-1],
+        q=q[:, :-1],
+        p_tail=p[:, -1],
+        q_tail=q[:, -1],
+        prompt_index=np.zeros(4, dtype=np.int64),
     )
     rows = {(r["scheme"], r["k"]): r for r in token_table(recording, [2], names=["sps", "topk"])}
     assert ("topk", 1) in rows and ("topk", 2) in rows

@@ -66,18 +66,33 @@ def run_demo(args: argparse.Namespace) -> int:
     check_options(1.0, args.top_k, args.top_p)
     print_committed()
     pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
-    ids = pair.tokenizer.apply_chat_template([{"role": "user", "content": LIVE_PROMPT}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=False)
+    ids = pair.tokenizer.apply_chat_template(
+        [{"role": "user", "content": LIVE_PROMPT}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     print("## Live generation with the planner's choice (accepted drafts marked)\n")
     print("(planning: the first use on this machine measures its cost model, about a minute)", flush=True)
-    result = generate(pair.target, pair.draft, torch.tensor(ids), scheme="auto", tree="auto", max_new_tokens=64,
-                      top_k=args.top_k, top_p=args.top_p, generator=torch.Generator().manual_seed(0),
-                      on_tokens=MarkedStream(pair.tokenizer), eos_token_id=pair.tokenizer.eos_token_id)
-    print(f"\n\n[{result.scheme} {result.tree}] {result.tokens_emitted} tokens in {result.target_calls} target calls "
-          f"({result.block_efficiency:.2f} per call), {result.tokens_per_second:.2f} tokens/s\n")
+    result = generate(
+        pair.target,
+        pair.draft,
+        torch.tensor(ids),
+        scheme="auto",
+        tree="auto",
+        max_new_tokens=64,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        generator=torch.Generator().manual_seed(0),
+        on_tokens=MarkedStream(pair.tokenizer),
+        eos_token_id=pair.tokenizer.eos_token_id,
+    )
+    print(
+        f"\n\n[{result.scheme} {result.tree}] {result.tokens_emitted} tokens in {result.target_calls} target calls "
+        f"({result.block_efficiency:.2f} per call), {result.tokens_per_second:.2f} tokens/s\n"
+    )
 
     print(f"## A small run: {SMALL_PROMPTS} prompts x {SMALL_TOKENS} tokens, T = 1, interleaved")
-    print("(too few prompts for intervals: this shows the commands work, the committed tables above are the evidence)\n")
+    print(
+        "(too few prompts for intervals: this shows the commands work, the committed tables above are the evidence)\n"
+    )
     configs = [bench.Config(bench.AUTOREGRESSIVE), bench.Config(result.scheme, result.tree)]
     prompts = [encode(pair.tokenizer, p, 128) for p in pick_prompts(SMALL_PROMPTS)]
     from multidraft.models import cache_dir
@@ -97,6 +112,7 @@ def small_run(pair, configs, prompts, path: Path, *, top_k, top_p) -> list[dict]
     with replace_atomically(path) as temporary:
         store = ResultStore(temporary, {"demo": True}, ("temperature", "config", "prompt"), resume=False)
         bench.warm_up(pair, configs, prompts[0])
-        bench.run(pair, prompts, store, configs=configs, temperatures=[1.0], new_tokens=SMALL_TOKENS,
-                  top_k=top_k, top_p=top_p)
+        bench.run(
+            pair, prompts, store, configs=configs, temperatures=[1.0], new_tokens=SMALL_TOKENS, top_k=top_k, top_p=top_p
+        )
     return store.records()

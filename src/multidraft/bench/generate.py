@@ -88,11 +88,15 @@ def parse_config(item: str) -> Config:
         return Config(AUTO, parts[1] if len(parts) == 2 else "")
     if parts[0] in PEERS:
         if len(parts) != 2 or not (parts[1] == "default" or (parts[1].isdigit() and int(parts[1]) >= 1)):
-            raise ValueError(f"Hugging Face assisted generation is {parts[0]}:γ (γ >= 1 assistant tokens) or "
-                             f"{parts[0]}:default, got {item!r}")
+            raise ValueError(
+                f"Hugging Face assisted generation is {parts[0]}:γ (γ >= 1 assistant tokens) or "
+                f"{parts[0]}:default, got {item!r}"
+            )
         return Config(parts[0], parts[1])
     if len(parts) not in (2, 3):
-        raise ValueError(f"a configuration is scheme:tree[:verifier] (e.g. spechub:2x3), hf:γ or autoregressive, got {item!r}")
+        raise ValueError(
+            f"a configuration is scheme:tree[:verifier] (e.g. spechub:2x3), hf:γ or autoregressive, got {item!r}"
+        )
     scheme, shape = schemes.get(parts[0]), parse_shape(parts[1])
     check_shape(shape, scheme)
     verifier = parts[2] if len(parts) == 3 else "token"
@@ -152,8 +156,18 @@ def record_of(result: GenerationResult) -> dict:
     }
 
 
-def run_one(pair, config: Config, prompt: torch.Tensor, *, temperature: float, new_tokens: int, seed: int,
-            top_k=None, top_p=None, hf_pair=None) -> dict:
+def run_one(
+    pair,
+    config: Config,
+    prompt: torch.Tensor,
+    *,
+    temperature: float,
+    new_tokens: int,
+    seed: int,
+    top_k=None,
+    top_p=None,
+    hf_pair=None,
+) -> dict:
     """One generation of ``config`` from ``prompt``; EOS is not a stop (every run has ``new_tokens`` tokens)."""
     options = dict(max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     generator = torch.Generator(device=pair.target.device).manual_seed(seed)
@@ -171,10 +185,30 @@ def run_one(pair, config: Config, prompt: torch.Tensor, *, temperature: float, n
             from multidraft import planning
 
             profile = planning.cached_profile(pair.target, pair.draft).slowed(float(config.tree))
-        return record_of(generate(pair.target, pair.draft, prompt, scheme="auto", tree="auto", generator=generator,
-                                  exact_expectation=True, profile=profile, **options))
-    result = generate(pair.target, pair.draft, prompt, scheme=config.scheme, tree=config.tree,
-                      verifier=config.verifier, generator=generator, exact_expectation=True, **options)
+        return record_of(
+            generate(
+                pair.target,
+                pair.draft,
+                prompt,
+                scheme="auto",
+                tree="auto",
+                generator=generator,
+                exact_expectation=True,
+                profile=profile,
+                **options,
+            )
+        )
+    result = generate(
+        pair.target,
+        pair.draft,
+        prompt,
+        scheme=config.scheme,
+        tree=config.tree,
+        verifier=config.verifier,
+        generator=generator,
+        exact_expectation=True,
+        **options,
+    )
     return record_of(result)
 
 
@@ -212,10 +246,26 @@ def run(
             for config in list(configs[shift:]) + list(configs[:shift]):
                 key = (temperature, config.label, index)
                 if not store.done(key):
-                    record = run_one(pair, config, prompt, temperature=temperature, new_tokens=new_tokens,
-                                     seed=seed + index, top_k=top_k, top_p=top_p, hf_pair=hf_pair)
-                    store.append({"temperature": temperature, "config": config.label, "prompt": index,
-                                  "prompt_tokens": int(prompt.numel()), **record})
+                    record = run_one(
+                        pair,
+                        config,
+                        prompt,
+                        temperature=temperature,
+                        new_tokens=new_tokens,
+                        seed=seed + index,
+                        top_k=top_k,
+                        top_p=top_p,
+                        hf_pair=hf_pair,
+                    )
+                    store.append(
+                        {
+                            "temperature": temperature,
+                            "config": config.label,
+                            "prompt": index,
+                            "prompt_tokens": int(prompt.numel()),
+                            **record,
+                        }
+                    )
                 if progress is not None:
                     progress(f"T={temperature} {config.label}")
 
@@ -238,8 +288,9 @@ def per_prompt(runs: dict[int, dict], prompts: Sequence[int]) -> dict[str, list[
         "seconds": [r["seconds"] for r in chosen],
         "steps": [r["target_calls"] for r in chosen],
         # a + 1 tokens per step before the cut at new_tokens; the tokens themselves where steps are not seen (HF)
-        "realised": [sum(a + 1 for a in r["accepted_lengths"]) if r["accepted_lengths"] else len(r["tokens"])
-                     for r in chosen],
+        "realised": [
+            sum(a + 1 for a in r["accepted_lengths"]) if r["accepted_lengths"] else len(r["tokens"]) for r in chosen
+        ],
         "expected": [sum(r["expected_tokens"]) if r.get("expected_tokens") else float("nan") for r in chosen],
     }
 
@@ -258,7 +309,10 @@ def summarise(records: Sequence[dict], seed: int = 0) -> list[dict]:
             runs = table[(temperature, label)]
             sums = per_prompt(runs, common)
             row = {
-                "temperature": temperature, "config": label, "prompts": len(common), "tokens": sum(sums["tokens"]),
+                "temperature": temperature,
+                "config": label,
+                "prompts": len(common),
+                "tokens": sum(sums["tokens"]),
                 "tokens_per_second": sum(sums["tokens"]) / sum(sums["seconds"]),
                 "tokens_per_second_ci95": ratio_interval(sums["tokens"], sums["seconds"], seed),
                 "target_calls": sum(sums["steps"]),
@@ -269,10 +323,13 @@ def summarise(records: Sequence[dict], seed: int = 0) -> list[dict]:
                 row["expected_block_efficiency"] = sum(sums["expected"]) / sum(sums["steps"])
                 row["expected_block_efficiency_ci95"] = ratio_interval(sums["expected"], sums["steps"], seed)
             if base is not None:
-                speedup, interval = paired_ratio_quotient((sums["tokens"], sums["seconds"]),
-                                                          (base["tokens"], base["seconds"]), seed)
+                speedup, interval = paired_ratio_quotient(
+                    (sums["tokens"], sums["seconds"]), (base["tokens"], base["seconds"]), seed
+                )
                 row["speedup"], row["speedup_ci95"] = speedup, interval
-            phases = {name: sum(runs[i][f"{name}_seconds"] for i in common) for name in ("draft", "target", "verification")}
+            phases = {
+                name: sum(runs[i][f"{name}_seconds"] for i in common) for name in ("draft", "target", "verification")
+            }
             total = sum(sums["seconds"])
             row.update({f"{name}_share": value / total for name, value in phases.items()})
             rows.append(row)
@@ -291,9 +348,21 @@ def differences(records: Sequence[dict], pairs: Sequence[tuple[str, str]], seed:
             if not common:
                 continue
             sa, sb = per_prompt(table[(temperature, a)], common), per_prompt(table[(temperature, b)], common)
-            expected, expected_ci = paired_ratio_difference((sa["expected"], sa["steps"]), (sb["expected"], sb["steps"]), seed)
-            realised, realised_ci = paired_ratio_difference((sa["realised"], sa["steps"]), (sb["realised"], sb["steps"]), seed)
-            out.append({"temperature": temperature, "comparison": f"{a} - {b}", "prompts": len(common),
-                        "delta_expected": expected, "delta_expected_ci95": expected_ci,
-                        "delta_realised": realised, "delta_realised_ci95": realised_ci})
+            expected, expected_ci = paired_ratio_difference(
+                (sa["expected"], sa["steps"]), (sb["expected"], sb["steps"]), seed
+            )
+            realised, realised_ci = paired_ratio_difference(
+                (sa["realised"], sa["steps"]), (sb["realised"], sb["steps"]), seed
+            )
+            out.append(
+                {
+                    "temperature": temperature,
+                    "comparison": f"{a} - {b}",
+                    "prompts": len(common),
+                    "delta_expected": expected,
+                    "delta_expected_ci95": expected_ci,
+                    "delta_realised": realised,
+                    "delta_realised_ci95": realised_ci,
+                }
+            )
     return out

@@ -37,8 +37,17 @@ def load_hf_pair(target_path, draft_path) -> HFPair:
     return HFPair(target.eval(), draft.eval())
 
 
-def assisted_generate(pair: HFPair, prompt: torch.Tensor, *, assistant_tokens: int | None, max_new_tokens: int,
-                      temperature: float, top_k=None, top_p=None, seed: int) -> dict:
+def assisted_generate(
+    pair: HFPair,
+    prompt: torch.Tensor,
+    *,
+    assistant_tokens: int | None,
+    max_new_tokens: int,
+    temperature: float,
+    top_k=None,
+    top_p=None,
+    seed: int,
+) -> dict:
     """One assisted generation; a benchmark record (tokens, target calls, seconds).
 
     ``assistant_tokens=None`` keeps Hugging Face's default assistant settings (up to 20 drafts per call,
@@ -46,22 +55,34 @@ def assisted_generate(pair: HFPair, prompt: torch.Tensor, *, assistant_tokens: i
     calls = []
     hook = pair.target.register_forward_pre_hook(lambda module, args: calls.append(1))
     torch.manual_seed(seed)  # generate() samples from the global generator
-    sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0) if temperature > 0 \
+    sampling = (
+        dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
+        if temperature > 0
         else dict(do_sample=False)
-    assistant = {} if assistant_tokens is None else dict(num_assistant_tokens=assistant_tokens,
-                                                         num_assistant_tokens_schedule="constant")
+    )
+    assistant = (
+        {}
+        if assistant_tokens is None
+        else dict(num_assistant_tokens=assistant_tokens, num_assistant_tokens_schedule="constant")
+    )
     ids = prompt.reshape(1, -1)
     try:
         start = time.perf_counter()
         with torch.no_grad():
             out = pair.target.generate(
-                ids, attention_mask=torch.ones_like(ids), assistant_model=pair.draft, max_new_tokens=max_new_tokens,
-                eos_token_id=-1, pad_token_id=0, **assistant, **sampling,
+                ids,
+                attention_mask=torch.ones_like(ids),
+                assistant_model=pair.draft,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=-1,
+                pad_token_id=0,
+                **assistant,
+                **sampling,
             )
         seconds = time.perf_counter() - start
     finally:
         hook.remove()
-    tokens = out[0, ids.shape[1]:].tolist()
+    tokens = out[0, ids.shape[1] :].tolist()
     return {
         "tokens": tokens,
         "accepted_lengths": [],

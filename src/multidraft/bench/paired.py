@@ -68,8 +68,19 @@ def check_plan(names: Sequence[str], tree: str) -> None:
 
 
 @torch.no_grad()
-def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], tree: str, temperature: float,
-                 new_tokens: int, seed: int, top_k=None, top_p=None) -> dict:
+def paired_steps(
+    target,
+    draft,
+    prompt: torch.Tensor,
+    *,
+    names: Sequence[str],
+    tree: str,
+    temperature: float,
+    new_tokens: int,
+    seed: int,
+    top_k=None,
+    top_p=None,
+) -> dict:
     """One prompt: ``{"expected" | "integrated": {name: {depth: [E tokens per step]}}, "tokens": [...]}``.
 
     ``expected`` is given each drafted tree, ``integrated`` (entries where
@@ -99,13 +110,24 @@ def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], t
         for plan in plans:
             plan.generator.manual_seed(step_seed)
         driver = names[step % len(names)]
-        taken = speculative_step(target, draft, seq, plans, sampling, verifiers.get(entry(driver)[1]), generator,
-                                 driver=drafted_by.index(entry(driver)[0]), step=step + 1)
+        taken = speculative_step(
+            target,
+            draft,
+            seq,
+            plans,
+            sampling,
+            verifiers.get(entry(driver)[1]),
+            generator,
+            driver=drafted_by.index(entry(driver)[0]),
+            step=step + 1,
+        )
         for drafted, plan, p, q in zip(taken.trees, plans, taken.p, taken.q):
             for name in (name for name in names if entry(name)[0] == plan.scheme.name):  # same tree, each verifier
                 rule = verifiers.get(entry(name)[1])
-                given_tree = [rule.expected_tokens(cut, plan.scheme, p[: cut.size], q[: cut.n_internal])
-                              for cut in map(drafted.truncated, range(1, drafted.depth + 1))]
+                given_tree = [
+                    rule.expected_tokens(cut, plan.scheme, p[: cut.size], q[: cut.n_internal])
+                    for cut in map(drafted.truncated, range(1, drafted.depth + 1))
+                ]
                 _append(expected[name], given_tree, depths)
                 if name in integrated:
                     _append(integrated[name], integrated_tokens(drafted, plan.scheme, p, q), depths)
@@ -163,10 +185,17 @@ def summarise(records: Sequence[dict], names: Sequence[str], seed: int = 0) -> t
             integrated = {name: _totals(chosen, "integrated", name, depth) for name in names}
             for name in names:
                 total, steps = given[name]
-                row = {"temperature": temperature, "scheme": name, "depth": depth, "prompts": len(chosen),
-                       "steps": sum(steps), "expected_tokens_per_step": sum(total) / sum(steps),
-                       "ci95": ratio_interval(total, steps, seed), "integrated_tokens_per_step": None,
-                       "integrated_ci95": None}
+                row = {
+                    "temperature": temperature,
+                    "scheme": name,
+                    "depth": depth,
+                    "prompts": len(chosen),
+                    "steps": sum(steps),
+                    "expected_tokens_per_step": sum(total) / sum(steps),
+                    "ci95": ratio_interval(total, steps, seed),
+                    "integrated_tokens_per_step": None,
+                    "integrated_ci95": None,
+                }
                 if integrated[name] is not None:
                     row["integrated_tokens_per_step"] = sum(integrated[name][0]) / sum(steps)
                     row["integrated_ci95"] = ratio_interval(*integrated[name], seed)
@@ -175,8 +204,17 @@ def summarise(records: Sequence[dict], names: Sequence[str], seed: int = 0) -> t
                 both = integrated[a] is not None and integrated[b] is not None
                 delta, interval = paired_ratio_difference(*((integrated if both else given)[x] for x in (a, b)), seed)
                 given_delta, given_interval = paired_ratio_difference(given[a], given[b], seed)
-                gains.append({"temperature": temperature, "depth": depth, "comparison": f"{a} - {b}",
-                              "prompts": len(chosen), "estimator": "integrated" if both else "given tree",
-                              "delta": delta, "ci95": interval,
-                              "given_tree_delta": given_delta, "given_tree_ci95": given_interval})
+                gains.append(
+                    {
+                        "temperature": temperature,
+                        "depth": depth,
+                        "comparison": f"{a} - {b}",
+                        "prompts": len(chosen),
+                        "estimator": "integrated" if both else "given tree",
+                        "delta": delta,
+                        "ci95": interval,
+                        "given_tree_delta": given_delta,
+                        "given_tree_ci95": given_interval,
+                    }
+                )
     return rows, gains

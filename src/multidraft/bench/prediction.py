@@ -29,7 +29,9 @@ from multidraft.planning.profile import Profile
 from multidraft.shapes import parse_shape
 
 
-def prediction_rows(records: Sequence[dict], profile: Profile, rates: dict[float, RankRates], new_tokens: int) -> list[dict]:
+def prediction_rows(
+    records: Sequence[dict], profile: Profile, rates: dict[float, RankRates], new_tokens: int
+) -> list[dict]:
     groups: dict[tuple[float, str], list[dict]] = {}
     for record in records:
         groups.setdefault((record["temperature"], record["config"]), []).append(record)
@@ -48,12 +50,18 @@ def prediction_rows(records: Sequence[dict], profile: Profile, rates: dict[float
             prefill = whole["seconds"] - new_tokens / whole["tokens_per_step"] * whole["step_seconds"]
             measured_per_step = (sum(a + 1 for a in run["accepted_lengths"]) / run["target_calls"]) if scheme else 1.0
             with_measured_steps += generation_seconds(whole["step_seconds"], measured_per_step, prefill, new_tokens)
-        rows.append({"temperature": temperature, "config": label, "prompts": len(runs),
-                     "measured_tokens_per_second": tokens / measured,
-                     "predicted_tokens_per_second": tokens / predicted,
-                     "ratio": predicted / measured,  # measured tokens/s over predicted tokens/s
-                     "predicted_with_measured_steps": tokens / with_measured_steps,
-                     "ratio_with_measured_steps": with_measured_steps / measured})
+        rows.append(
+            {
+                "temperature": temperature,
+                "config": label,
+                "prompts": len(runs),
+                "measured_tokens_per_second": tokens / measured,
+                "predicted_tokens_per_second": tokens / predicted,
+                "ratio": predicted / measured,  # measured tokens/s over predicted tokens/s
+                "predicted_with_measured_steps": tokens / with_measured_steps,
+                "ratio_with_measured_steps": with_measured_steps / measured,
+            }
+        )
     baselines = {row["temperature"]: row for row in rows if row["config"] == AUTOREGRESSIVE}
     for row in rows:
         base = baselines.get(row["temperature"])

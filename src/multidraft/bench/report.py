@@ -44,8 +44,15 @@ def write_json(report: dict, path: Path) -> None:
     write_text(path, json.dumps(report, indent=2) + "\n")
 
 
-def plot_lines(series: dict[str, tuple[list, list]], path: Path, *, title: str, xlabel: str, ylabel: str,
-               dashed: dict[str, tuple[list, list]] | None = None) -> None:
+def plot_lines(
+    series: dict[str, tuple[list, list]],
+    path: Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    dashed: dict[str, tuple[list, list]] | None = None,
+) -> None:
     """One line per series (x, y); ``dashed`` series (bounds) drawn dashed.  Saved as PNG."""
     import matplotlib
 

@@ -103,8 +103,12 @@ class ResultStore:
             raise ValueError(f"{self.path} is keyed by {line['key']}, this run by {list(self.key)}")
         stored = line["header"]
         if stored != self.header:
-            names = sorted(n for n in set(stored) | set(self.header) if stored.get(n, "absent") != self.header.get(n, "absent"))
-            diffs = "; ".join(f"{n}: stored {stored.get(n, 'absent')!r}, now {self.header.get(n, 'absent')!r}" for n in names)
+            names = sorted(
+                n for n in set(stored) | set(self.header) if stored.get(n, "absent") != self.header.get(n, "absent")
+            )
+            diffs = "; ".join(
+                f"{n}: stored {stored.get(n, 'absent')!r}, now {self.header.get(n, 'absent')!r}" for n in names
+            )
             raise ValueError(f"cannot resume {self.path}: its run had other parameters ({diffs})")
 
     def key_of(self, record: dict) -> tuple:

@@ -100,7 +100,9 @@ def token_table(
     return rows
 
 
-def paired_gains(recording: Recording, k: int = 2, base: str = "spechub", others=("rrs", "rrs-wor", "kseq")) -> list[dict]:
+def paired_gains(
+    recording: Recording, k: int = 2, base: str = "spechub", others=("rrs", "rrs-wor", "kseq")
+) -> list[dict]:
     """Per-position differences alpha(base) - alpha(other) at k, averaged with a paired standard error."""
     positions = range(len(recording))
     reference = np.array([acceptance(base, *recording.pair(i), k) for i in positions])

@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     tokens = commands.add_parser("tokens", help="acceptance vs alpha* on recorded distributions")
     tokens.add_argument("recordings", nargs="+", type=Path, help=".npz files from `multidraft record`")
     tokens.add_argument("--k", default="2-8", help="draft counts, e.g. 2-8 or 2,4,8")
-    tokens.add_argument("--mc-draws", type=int, default=64, help="Monte-Carlo draws per position where no exact form is affordable")
+    tokens.add_argument(
+        "--mc-draws", type=int, default=64, help="Monte-Carlo draws per position where no exact form is affordable"
+    )
     tokens.add_argument("--out", type=Path, default=DEFAULT_OUT)
     tokens.set_defaults(run=run_tokens)
 
@@ -36,10 +38,10 @@ def register(subparsers) -> None:
     generate.add_argument(
         "--configs",
         help="configurations separated by spaces or ';': autoregressive, auto[:slow-down] (the online planner; "
-             "with its profile's forwards slowed by the factor), hf:γ|default (Hugging Face assisted generation "
-             "on separately loaded models), hf-same:γ|default (on the models multidraft runs), "
-             "scheme:tree[:verifier] (e.g. 'autoregressive auto hf-same:default sps:1x4 rrs-wor:3/2,1,0:token'); "
-             "default: autoregressive, sps chains and binary trees of depth 2-3 for rrs, rrs-wor, spechub",
+        "with its profile's forwards slowed by the factor), hf:γ|default (Hugging Face assisted generation "
+        "on separately loaded models), hf-same:γ|default (on the models multidraft runs), "
+        "scheme:tree[:verifier] (e.g. 'autoregressive auto hf-same:default sps:1x4 rrs-wor:3/2,1,0:token'); "
+        "default: autoregressive, sps chains and binary trees of depth 2-3 for rrs, rrs-wor, spechub",
     )
     generate.add_argument("--full", action="store_true", help="the full grid of schemes and trees (hours on a CPU)")
     generate.add_argument("--name", default="generate", help="results file stem under --out (NAME.jsonl, NAME.md)")
@@ -48,8 +50,11 @@ def register(subparsers) -> None:
     paired = commands.add_parser("paired", help="schemes compared at the same contexts (resumable)")
     add_model_arguments(paired)
     _add_run_arguments(paired, prompts=12, new_tokens=64)
-    paired.add_argument("--schemes", default="spechub,rrs,rrs-wor",
-                        help="entries scheme[:verifier], comma-separated; the first is compared with each other")
+    paired.add_argument(
+        "--schemes",
+        default="spechub,rrs,rrs-wor",
+        help="entries scheme[:verifier], comma-separated; the first is compared with each other",
+    )
     paired.add_argument("--tree", default="2x3", help="a uniform tree; every smaller depth is measured too")
     paired.add_argument("--name", default="paired", help="results file stem under --out")
     paired.set_defaults(run=run_paired)
@@ -57,8 +62,13 @@ def register(subparsers) -> None:
     predict = commands.add_parser("predict", help="predicted against measured tokens/s of a bench generate run")
     predict.add_argument("results", type=Path, help="the NAME.jsonl of a `bench generate` run")
     predict.add_argument("--profile", type=Path, default=DEFAULT_OUT / "profile.json", help="from `multidraft profile`")
-    predict.add_argument("--recordings", type=Path, nargs="+", required=True,
-                         help="`multidraft record` files, one per temperature of the run (acceptance by rank)")
+    predict.add_argument(
+        "--recordings",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="`multidraft record` files, one per temperature of the run (acceptance by rank)",
+    )
     predict.add_argument("--out", type=Path, help="OUT.json and OUT.md (default: NAME_prediction beside the results)")
     predict.set_defaults(run=run_predict)
 
@@ -98,17 +108,29 @@ def _run_header(args: argparse.Namespace, temperatures, **extra) -> dict:
     with the same seed, so ``--resume --prompts N`` with a larger N extends a
     finished run (runs accumulate across sessions).
     """
-    return {"temperatures": temperatures, "new_tokens": args.new_tokens,
-            "max_prompt_tokens": args.max_prompt_tokens, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-            "target": args.target, "draft": args.draft, "draft_precision": args.draft_precision,
-            "draft_vocab": args.draft_vocab, **({"category": args.category} if args.category else {}), **extra}
+    return {
+        "temperatures": temperatures,
+        "new_tokens": args.new_tokens,
+        "max_prompt_tokens": args.max_prompt_tokens,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "target": args.target,
+        "draft": args.draft,
+        "draft_precision": args.draft_precision,
+        "draft_vocab": args.draft_vocab,
+        **({"category": args.category} if args.category else {}),
+        **extra,
+    }
 
 
 def _encoded_prompts(pair, args) -> list:
     from multidraft.bench.inputs import encode, pick_prompts
 
-    return [encode(pair.tokenizer, prompt, args.max_prompt_tokens)
-            for prompt in pick_prompts(args.prompts, getattr(args, "category", None))]
+    return [
+        encode(pair.tokenizer, prompt, args.max_prompt_tokens)
+        for prompt in pick_prompts(args.prompts, getattr(args, "category", None))
+    ]
 
 
 def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
@@ -129,7 +151,8 @@ def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
     report.write_json({"benchmark": "tokens", "rows": rows, "spechub_gains_k2": gains}, out / "tokens.json")
     report.write_csv(rows, out / "tokens.csv")
     gain_table = report.markdown_table(
-        gains, [("temperature", "T"), ("comparison", "k = 2"), ("delta_acceptance", "Δ acceptance"), ("se", "paired s.e.")]
+        gains,
+        [("temperature", "T"), ("comparison", "k = 2"), ("delta_acceptance", "Δ acceptance"), ("se", "paired s.e.")],
     )
     report.write_text(out / "tokens.md", token_markdown(rows) + "\n\n" + gain_table + "\n")
     for temperature in sorted({row["temperature"] for row in rows}):
@@ -147,8 +170,14 @@ def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
                 bounds.setdefault("best alpha*", ([], []))
                 bounds["best alpha*"][0].append(row["k"])
                 bounds["best alpha*"][1].append(row["best_optimal"])
-        report.plot_lines(series, out / f"tokens_T{temperature}.png", title=f"Acceptance vs k (T = {temperature})",
-                          xlabel="drafts k", ylabel="acceptance rate", dashed=bounds)
+        report.plot_lines(
+            series,
+            out / f"tokens_T{temperature}.png",
+            title=f"Acceptance vs k (T = {temperature})",
+            xlabel="drafts k",
+            ylabel="acceptance rate",
+            dashed=bounds,
+        )
     return rows
 
 
@@ -171,8 +200,9 @@ def write_generate_report(store, out: Path, name: str) -> list[dict]:
     records = store.records()
     rows = summarise(records)
     gains = differences(records, _comparisons(list(dict.fromkeys(r["config"] for r in records))))
-    report.write_json({"benchmark": "generate", "header": store.header, "rows": rows, "differences": gains},
-                      out / f"{name}.json")
+    report.write_json(
+        {"benchmark": "generate", "header": store.header, "rows": rows, "differences": gains}, out / f"{name}.json"
+    )
     report.write_text(out / f"{name}.md", generate_markdown(rows) + "\n\n" + differences_markdown(gains) + "\n")
     return rows
 
@@ -200,7 +230,9 @@ def run_generate(args: argparse.Namespace) -> int:
     temperatures = _checked_run_arguments(args)
     configs = generate.parse_configs(args.configs) if args.configs else generate.default_configs(args.full)
     header = _run_header(args, temperatures, configs=[c.label for c in configs])
-    store = ResultStore(args.out / f"{args.name}.jsonl", header, ("temperature", "config", "prompt"), resume=args.resume)
+    store = ResultStore(
+        args.out / f"{args.name}.jsonl", header, ("temperature", "config", "prompt"), resume=args.resume
+    )
     pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
     hf_pair = None
     if any(config.scheme == generate.HF_ASSISTED for config in configs):
@@ -211,9 +243,19 @@ def run_generate(args: argparse.Namespace) -> int:
     generate.warm_up(pair, configs, prompts[0], hf_pair)
     total = len(temperatures) * len(configs) * len(prompts)
     with tqdm(total=total, desc="generate", unit="run") as bar:
-        generate.run(pair, prompts, store, configs=configs, temperatures=temperatures, new_tokens=args.new_tokens,
-                     top_k=args.top_k, top_p=args.top_p, seed=args.seed, hf_pair=hf_pair,
-                     progress=lambda label: (bar.set_postfix_str(label), bar.update()))
+        generate.run(
+            pair,
+            prompts,
+            store,
+            configs=configs,
+            temperatures=temperatures,
+            new_tokens=args.new_tokens,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            hf_pair=hf_pair,
+            progress=lambda label: (bar.set_postfix_str(label), bar.update()),
+        )
     write_generate_report(store, args.out, args.name)
     print((args.out / f"{args.name}.md").read_text())
     return 0
@@ -238,13 +280,24 @@ def run_paired(args: argparse.Namespace) -> int:
             for index, prompt in enumerate(prompts):
                 if not store.done((temperature, index)):
                     result = paired.paired_steps(
-                        pair.target, pair.draft, prompt, names=names, tree=args.tree, temperature=temperature,
-                        new_tokens=args.new_tokens, seed=args.seed + index, top_k=args.top_k, top_p=args.top_p)
+                        pair.target,
+                        pair.draft,
+                        prompt,
+                        names=names,
+                        tree=args.tree,
+                        temperature=temperature,
+                        new_tokens=args.new_tokens,
+                        seed=args.seed + index,
+                        top_k=args.top_k,
+                        top_p=args.top_p,
+                    )
                     store.append({"temperature": temperature, "prompt": index, **result})
                 bar.update()
     rows, gains = paired.summarise(store.records(), names)
-    report.write_json({"benchmark": "paired", "header": store.header, "rows": rows, "differences": gains},
-                      args.out / f"{args.name}.json")
+    report.write_json(
+        {"benchmark": "paired", "header": store.header, "rows": rows, "differences": gains},
+        args.out / f"{args.name}.json",
+    )
     report.write_text(args.out / f"{args.name}.md", paired_markdown(rows, gains) + "\n")
     print((args.out / f"{args.name}.md").read_text())
     return 0
@@ -273,12 +326,22 @@ def run_predict(args: argparse.Namespace) -> int:
     rows = prediction_rows(records, profile, rates, header["new_tokens"])
     stem = args.out or args.results.with_suffix("").with_name(args.results.stem + "_prediction")
     write_json({"results": str(args.results), "profile": str(args.profile), "rows": rows}, Path(f"{stem}.json"))
-    table = markdown_table(rows, [
-        ("temperature", "T"), ("config", "configuration"), ("prompts", "prompts"),
-        ("measured_tokens_per_second", "measured tokens/s"), ("predicted_tokens_per_second", "predicted tokens/s"),
-        ("ratio", "measured / predicted"), ("predicted_with_measured_steps", "predicted, measured tokens/call"),
-        ("ratio_with_measured_steps", "measured / that"), ("measured_speedup", "measured speedup"),
-        ("predicted_speedup", "predicted speedup"), ("speedup_ratio", "measured / predicted speedup")])
+    table = markdown_table(
+        rows,
+        [
+            ("temperature", "T"),
+            ("config", "configuration"),
+            ("prompts", "prompts"),
+            ("measured_tokens_per_second", "measured tokens/s"),
+            ("predicted_tokens_per_second", "predicted tokens/s"),
+            ("ratio", "measured / predicted"),
+            ("predicted_with_measured_steps", "predicted, measured tokens/call"),
+            ("ratio_with_measured_steps", "measured / that"),
+            ("measured_speedup", "measured speedup"),
+            ("predicted_speedup", "predicted speedup"),
+            ("speedup_ratio", "measured / predicted speedup"),
+        ],
+    )
     write_text(Path(f"{stem}.md"), table + "\n")
     print(table)
     return 0

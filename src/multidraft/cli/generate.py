@@ -25,13 +25,19 @@ def register(subparsers) -> None:
     parser.add_argument("--scheme", default="spechub", help=f"one of {', '.join(schemes.names())}")
     parser.add_argument("--tree", default="2x4", help="branching per depth: 2x4, or a list like 2,2,1,1")
     parser.add_argument(
-        "--verifier", default="token",
-        help=f"tree-level verification, one of {', '.join(verifiers.names())} (block: chains; traversal: i.i.d. drafts)",
+        "--verifier",
+        default="token",
+        help=f"tree-level verification, one of {', '.join(verifiers.names())} "
+        "(block: chains; traversal: i.i.d. drafts)",
     )
     add_sampling_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--max-tree-nodes", type=int, default=DEFAULT_MAX_TREE_NODES,
-                        help="refuse trees that can have more nodes per step (default %(default)s)")
+    parser.add_argument(
+        "--max-tree-nodes",
+        type=int,
+        default=DEFAULT_MAX_TREE_NODES,
+        help="refuse trees that can have more nodes per step (default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     parser.add_argument("prompt", help="the prompt text")
@@ -63,8 +69,10 @@ class Streamer:
         """Tokens, target calls (one per step), block efficiency and tokens/s of the steps so far."""
         seconds = time.perf_counter() - self.start
         efficiency = f"{len(self.tokens) / self.steps:.2f}" if self.steps else "n/a"
-        return (f"{len(self.tokens)} tokens in {self.steps} target calls: block efficiency {efficiency}, "
-                f"{len(self.tokens) / seconds:.1f} tokens/s")
+        return (
+            f"{len(self.tokens)} tokens in {self.steps} target calls: block efficiency {efficiency}, "
+            f"{len(self.tokens) / seconds:.1f} tokens/s"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print()
     print(
-        f"[{args.scheme} {args.tree} {args.verifier}] {result.tokens_emitted} tokens in {result.target_calls} target calls: "
+        f"[{args.scheme} {args.tree} {args.verifier}] {result.tokens_emitted} tokens in "
+        f"{result.target_calls} target calls: "
         f"block efficiency {result.block_efficiency:.2f}, {result.tokens_per_second:.1f} tokens/s, "
         f"verification {100 * result.verification_seconds / result.total_seconds:.1f}% of the time",
         file=sys.stderr,

@@ -20,8 +20,9 @@ def register(subparsers) -> None:
     requirements.set_defaults(run=run_requirements)
     prepare = commands.add_parser("prepare", help="assemble the GGUF files and convert them (cached, checked)")
     prepare.add_argument("--no-convert", action="store_true", help="only assemble the GGUF files")
-    prepare.add_argument("--cache", type=Path, default=None,
-                         help="cache folder (default $MULTIDRAFT_CACHE or ~/.cache/multidraft)")
+    prepare.add_argument(
+        "--cache", type=Path, default=None, help="cache folder (default $MULTIDRAFT_CACHE or ~/.cache/multidraft)"
+    )
     prepare.set_defaults(run=run_prepare)
     info = commands.add_parser("info", help="show the bundled pair and whether it is installed")
     info.set_defaults(run=run_info)

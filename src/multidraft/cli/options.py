@@ -10,13 +10,25 @@ from multidraft.sampling_options import check_options
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from multidraft.execution import DRAFT_PRECISIONS
 
-    parser.add_argument("--target", help="local Hugging Face folder or .gguf file of the target (default: the bundled pair)")
-    parser.add_argument("--draft", help="local Hugging Face folder or .gguf file of the draft (default: the bundled pair)")
-    parser.add_argument("--draft-precision", choices=DRAFT_PRECISIONS, default="int8",
-                        help="the draft's linear layers: int8 (dynamic quantisation, the default) or float32; "
-                             "the output stays exactly the target's either way")
-    parser.add_argument("--draft-vocab", type=int, default=None,
-                        help="keep only the first N token ids in the draft's output layer (q = 0 elsewhere)")
+    parser.add_argument(
+        "--target", help="local Hugging Face folder or .gguf file of the target (default: the bundled pair)"
+    )
+    parser.add_argument(
+        "--draft", help="local Hugging Face folder or .gguf file of the draft (default: the bundled pair)"
+    )
+    parser.add_argument(
+        "--draft-precision",
+        choices=DRAFT_PRECISIONS,
+        default="int8",
+        help="the draft's linear layers: int8 (dynamic quantisation, the default) or float32; "
+        "the output stays exactly the target's either way",
+    )
+    parser.add_argument(
+        "--draft-vocab",
+        type=int,
+        default=None,
+        help="keep only the first N token ids in the draft's output layer (q = 0 elsewhere)",
+    )
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, temperature: bool = True) -> None:

@@ -57,22 +57,48 @@ def plot_profile(profile, path: Path) -> None:
             x, y = bounds.setdefault(f"{label}: roofline", ([], []))
             x.append(point["queries"])
             y.append(1000 * point["roofline_s"])
-    report.plot_lines(series, path, title="Forward time against query tokens", xlabel="query tokens",
-                      ylabel="ms per forward", dashed=bounds)
+    report.plot_lines(
+        series,
+        path,
+        title="Forward time against query tokens",
+        xlabel="query tokens",
+        ylabel="ms per forward",
+        dashed=bounds,
+    )
 
 
 def profile_markdown(profile) -> str:
     from multidraft.bench.report import markdown_table
 
-    rows = [{"role": role, **point, "measured_ms": 1000 * point["measured_s"], "roofline_ms": 1000 * point["roofline_s"],
-             "ratio": point["measured_s"] / point["roofline_s"]}
-            for role in ("target", "draft") for point in profile.roofline[role]["points"]]
+    rows = [
+        {
+            "role": role,
+            **point,
+            "measured_ms": 1000 * point["measured_s"],
+            "roofline_ms": 1000 * point["roofline_s"],
+            "ratio": point["measured_s"] / point["roofline_s"],
+        }
+        for role in ("target", "draft")
+        for point in profile.roofline[role]["points"]
+    ]
     machine = profile.roofline
-    head = (f"read bandwidth {machine['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, prepacked float32 matmul "
-            f"{machine['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s; target weights {machine['target']['weight_bytes'] / 1e9:.2f} GB, "
-            f"draft weights {machine['draft']['weight_bytes'] / 1e9:.2f} GB\n\n")
-    return head + markdown_table(rows, [("role", "model"), ("context", "context"), ("queries", "queries"),
-                                        ("measured_ms", "measured ms"), ("roofline_ms", "roofline ms"), ("ratio", "ratio")])
+    head = (
+        f"read bandwidth {machine['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, prepacked float32 matmul "
+        f"{machine['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s; "
+        f"target weights {machine['target']['weight_bytes'] / 1e9:.2f} GB, "
+        f"draft weights {machine['draft']['weight_bytes'] / 1e9:.2f} GB\n\n"
+    )
+    return head + markdown_table(
+        rows,
+        [
+            ("role", "model"),
+            ("context", "context"),
+            ("queries", "queries"),
+            ("measured_ms", "measured ms"),
+            ("roofline_ms", "roofline ms"),
+            ("ratio", "ratio"),
+        ],
+    )
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -83,8 +109,12 @@ def run_profile(args: argparse.Namespace) -> int:
     from multidraft.models.cache import write_entry
 
     pair = _load(args)
-    profile = planning.measure(pair.target, pair.draft, planning.model_description(pair.target, pair.draft),
-                               progress=lambda message: print(f"profiling: {message}", flush=True))
+    profile = planning.measure(
+        pair.target,
+        pair.draft,
+        planning.model_description(pair.target, pair.draft),
+        progress=lambda message: print(f"profiling: {message}", flush=True),
+    )
     write_entry(planning.profile_path(pair.target, pair.draft), asdict(profile))
     profile.save(args.out / "profile.json")
     plot_profile(profile, args.out / "profile.png")
@@ -109,22 +139,30 @@ def run_plan(args: argparse.Namespace) -> int:
         raise ValueError("--prompt-tokens, --new-tokens, --top must be >= 1 and --max-nodes >= 2")
     recording = Recording.load(args.recording) if args.recording else None
     if recording is not None and recording.header.get("temperature") != args.temperature:
-        raise ValueError(f"{args.recording} was recorded at T = {recording.header.get('temperature')}, "
-                         f"not at --temperature {args.temperature}")
+        raise ValueError(
+            f"{args.recording} was recorded at T = {recording.header.get('temperature')}, "
+            f"not at --temperature {args.temperature}"
+        )
     pair = _load(args)
     profile = planning.cached_profile(pair.target, pair.draft, progress=lambda m: print(f"profiling: {m}", flush=True))
     if recording is not None:
         prior = Prior.from_recording(recording, source=str(args.recording))
-        write_entry(planning.prior_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p),
-                    asdict(prior))
+        write_entry(
+            planning.prior_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p), asdict(prior)
+        )
     else:
         from multidraft.api import pilot_prior
         from multidraft.bench.inputs import encode, pick_prompts
 
         prompt = encode(pair.tokenizer, pick_prompts(1)[0], args.prompt_tokens)
-        prior = planning.cached_prior(pair.target, pair.draft, args.temperature, args.top_k, args.top_p,
-                                      lambda: pilot_prior(pair.target, pair.draft, prompt, args.temperature,
-                                                          args.top_k, args.top_p))
+        prior = planning.cached_prior(
+            pair.target,
+            pair.draft,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            lambda: pilot_prior(pair.target, pair.draft, prompt, args.temperature, args.top_k, args.top_p),
+        )
     rates = prior.rates
     context = args.prompt_tokens + args.new_tokens / 2
     choices = plan(profile, rates, context=context, max_nodes=args.max_nodes)
@@ -134,12 +172,27 @@ def run_plan(args: argparse.Namespace) -> int:
     shown.sort(key=lambda c: -c.tokens_per_second)
     rows = plan_rows(profile, rates, shown, args.prompt_tokens, args.new_tokens)
     name = f"plan_T{args.temperature:g}"
-    report.write_json({"temperature": args.temperature, "positions": rates.positions, "rows": rows,
-                       "best": {"scheme": choices[0].scheme, "tree": choices[0].tree}}, args.out / f"{name}.json")
-    table = report.markdown_table(rows, [
-        ("scheme", "scheme"), ("tree", "tree"), ("tokens_per_step", "E tokens/call"),
-        ("step_seconds", "s/step"), ("decode_tokens_per_second", "decode tokens/s"),
-        ("tokens_per_second", "tokens/s (with prefill)"), ("speedup", "speedup")])
+    report.write_json(
+        {
+            "temperature": args.temperature,
+            "positions": rates.positions,
+            "rows": rows,
+            "best": {"scheme": choices[0].scheme, "tree": choices[0].tree},
+        },
+        args.out / f"{name}.json",
+    )
+    table = report.markdown_table(
+        rows,
+        [
+            ("scheme", "scheme"),
+            ("tree", "tree"),
+            ("tokens_per_step", "E tokens/call"),
+            ("step_seconds", "s/step"),
+            ("decode_tokens_per_second", "decode tokens/s"),
+            ("tokens_per_second", "tokens/s (with prefill)"),
+            ("speedup", "speedup"),
+        ],
+    )
     report.write_text(args.out / f"{name}.md", table + "\n")
     print(table)
     return 0

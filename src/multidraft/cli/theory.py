@@ -54,7 +54,14 @@ def rows(p: np.ndarray, q: np.ndarray, k: int) -> list[dict]:
     for name in schemes.names():
         scheme = schemes.get(name)
         k_used = {"sps": 1, "spechub": 2}.get(name, k)
-        row = {"scheme": name, "k": k_used, "draft_law": scheme.draft_law, "acceptance": None, "optimal": None, "note": ""}
+        row = {
+            "scheme": name,
+            "k": k_used,
+            "draft_law": scheme.draft_law,
+            "acceptance": None,
+            "optimal": None,
+            "note": "",
+        }
         if name == "spechub" and k != 2:
             row["note"] = "defined for k = 2 only"
         else:
@@ -78,15 +85,25 @@ def run(args: argparse.Namespace) -> int:
     table = rows(p, q, args.k)
     best = max(optimal_acceptance(law, p, q, args.k) for law in BEST_LAWS)
     if args.json:
-        print(json.dumps({"k": args.k, "p": p.tolist(), "q": q.tolist(), "best_optimal": best, "schemes": table}, indent=2))
+        print(
+            json.dumps(
+                {"k": args.k, "p": p.tolist(), "q": q.tolist(), "best_optimal": best, "schemes": table}, indent=2
+            )
+        )
         return 0
-    print(f"V = {p.size}, k = {args.k}; acceptance = P(output is a draft), alpha* = best of any verifier for that draft law")
+    print(
+        f"V = {p.size}, k = {args.k}; acceptance = P(output is a draft), "
+        "alpha* = best of any verifier for that draft law"
+    )
     print(f"{'scheme':<9} {'k':>2} {'draft law':<9} {'acceptance':>11} {'alpha*':>9} {'gap':>9}")
     for row in table:
         if row["acceptance"] is None:
             print(f"{row['scheme']:<9} {row['k']:>2} {row['draft_law']:<9} {'n/a':>11} {'':>9} {'':>9}  {row['note']}")
         else:
             gap = row["optimal"] - row["acceptance"]
-            print(f"{row['scheme']:<9} {row['k']:>2} {row['draft_law']:<9} {row['acceptance']:>11.6f} {row['optimal']:>9.6f} {gap:>9.2e}")
+            print(
+                f"{row['scheme']:<9} {row['k']:>2} {row['draft_law']:<9} {row['acceptance']:>11.6f} "
+                f"{row['optimal']:>9.6f} {gap:>9.2e}"
+            )
     print(f"best alpha* over the {', '.join(BEST_LAWS)} draft laws at k = {args.k}: {best:.6f}")
     return 0

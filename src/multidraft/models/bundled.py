@@ -103,11 +103,7 @@ class ModelSpec:
 
     # -- installation ------------------------------------------------------------------------
     def missing_distributions(self) -> list[str]:
-        return [
-            d
-            for d, mod in zip(self.distributions, self.import_names)
-            if importlib.util.find_spec(mod) is None
-        ]
+        return [d for d, mod in zip(self.distributions, self.import_names) if importlib.util.find_spec(mod) is None]
 
     def installed(self) -> bool:
         return not self.missing_distributions()
@@ -121,9 +117,7 @@ class ModelSpec:
             # Located without importing: the parts are data, no package code is run.
             path = Path(importlib.util.find_spec(mod).submodule_search_locations[0]) / rel
             if not path.is_file():
-                raise BundledModelsMissing(
-                    f"{self.name}: package {mod} is installed but lacks {rel}. " + _SETUP_HINT
-                )
+                raise BundledModelsMissing(f"{self.name}: package {mod} is installed but lacks {rel}. " + _SETUP_HINT)
             paths.append(path)
         return paths
 
@@ -227,8 +221,10 @@ class ModelSpec:
             check_tokenizer_folder(folder)
         except (OSError, DamagedModelFile):
             return False
-        return isinstance(stamp, dict) and set(stamp) == {"gguf_sha256", "name"} and (
-            stamp["gguf_sha256"] == self.gguf_sha256
+        return (
+            isinstance(stamp, dict)
+            and set(stamp) == {"gguf_sha256", "name"}
+            and (stamp["gguf_sha256"] == self.gguf_sha256)
         )
 
     def hf_path(self, cache: str | os.PathLike | None = None, *, verify: bool = False) -> Path:

@@ -257,7 +257,8 @@ def _write_entry_locked(path: Path, data: dict) -> None:
 
 
 def write_entry(path: Path, data: dict) -> None:
-    """Store ``data`` (a JSON-serialisable dict) as the checksummed cache entry ``path``, atomically and under its lock."""
+    """Store ``data`` (a JSON-serialisable dict) as the checksummed cache entry ``path``, atomically and under
+    its lock."""
     with locked(path, f"writing {path.name}"):
         _write_entry_locked(path, data)
 

@@ -45,7 +45,12 @@ __all__ = [
 ]
 
 #: Weight files of a Hugging Face folder, in the order ``transformers`` prefers them.
-HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 #: Files that hold a tokenizer's vocabulary (``*.tiktoken`` files count too).
 VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
 _JSON_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -224,9 +229,7 @@ def _walk_gguf(data, file_size: int) -> frozenset[str]:
     for name, offset, size in tensors:
         end = data_start + offset + size
         if end > file_size:
-            raise ValueError(
-                f"tensor {name!r} ends at byte {end:,} but the file has {file_size:,} bytes; {_CUT_SHORT}"
-            )
+            raise ValueError(f"tensor {name!r} ends at byte {end:,} but the file has {file_size:,} bytes; {_CUT_SHORT}")
     return frozenset(keys)
 
 

@@ -132,9 +132,7 @@ def load_causal_lm(path: str | os.PathLike, *, dtype=None, device="cpu"):
     kind, p = check_model(path)
     with offline():
         if kind == "hf":
-            model = AutoModelForCausalLM.from_pretrained(
-                str(p), local_files_only=True, **_dtype_kwargs(dtype)
-            )
+            model = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, **_dtype_kwargs(dtype))
         else:
             _require_gguf_deps()
             model = AutoModelForCausalLM.from_pretrained(

@@ -47,7 +47,8 @@ def model_description(target, draft) -> dict:
     return {
         "target": str(getattr(target.config, "_name_or_path", "")) or target.config.model_type,
         "draft": str(getattr(draft.config, "_name_or_path", "")) or draft.config.model_type,
-        "target_dtype": str(target.dtype), "draft_dtype": str(draft.dtype),
+        "target_dtype": str(target.dtype),
+        "draft_dtype": str(draft.dtype),
         "draft_quantized_layers": quantized,
         "draft_vocabulary": int(head.keep.numel()) if isinstance(head, SubVocabularyHead) else None,
     }
@@ -55,8 +56,13 @@ def model_description(target, draft) -> dict:
 
 def fingerprint(description: dict) -> str:
     machine = machine_description()
-    key = {**description, "cpu": machine["cpu"], "cores": machine["cores"], "threads": machine["torch_threads"],
-           "torch": machine["torch"]}
+    key = {
+        **description,
+        "cpu": machine["cpu"],
+        "cores": machine["cores"],
+        "threads": machine["torch_threads"],
+        "torch": machine["torch"],
+    }
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -113,5 +119,10 @@ def cached_prior(target, draft, temperature: float, top_k, top_p, estimate: Call
 def cached_profile(target, draft, progress=None) -> Profile:
     """The cached profile of this machine and pair, measured (about a minute) and cached if missing or damaged
     (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it)."""
-    return Profile.from_dict(cached_entry(profile_path(target, draft), "profiling this machine", lambda: asdict(
-        measure(target, draft, model_description(target, draft), progress=progress))))
+    return Profile.from_dict(
+        cached_entry(
+            profile_path(target, draft),
+            "profiling this machine",
+            lambda: asdict(measure(target, draft, model_description(target, draft), progress=progress)),
+        )
+    )

@@ -33,8 +33,15 @@ import torch
 from multidraft import schemes
 
 #: (scheme, k) pairs the planner considers.
-PLANNED = {"sps": (1,), "rrs": (1, 2, 3, 4), "rrs-wor": (1, 2, 3, 4), "kseq": (2, 3, 4), "spechub": (2,),
-           "greedy": (2, 3, 4), "topk": (1, 2, 3, 4)}
+PLANNED = {
+    "sps": (1,),
+    "rrs": (1, 2, 3, 4),
+    "rrs-wor": (1, 2, 3, 4),
+    "kseq": (2, 3, 4),
+    "spechub": (2,),
+    "greedy": (2, 3, 4),
+    "topk": (1, 2, 3, 4),
+}
 
 
 @dataclass
@@ -62,16 +69,34 @@ class RankRates:
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (self.positions,) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"weights must be {self.positions} non-negative numbers, not all zero")
-        return RankRates(self.temperature, self.top_k, self.top_p, self.positions, self.draws, self.rates,
-                         self.sequence, weights.tolist())
+        return RankRates(
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.positions,
+            self.draws,
+            self.rates,
+            self.sequence,
+            weights.tolist(),
+        )
 
     def new(self, name: str, k: int) -> list[float]:
         return self.rates[f"{name}:{k}"]["new"]
 
 
 @torch.no_grad()
-def rank_rates(p: torch.Tensor, q: torch.Tensor, *, temperature: float, top_k=None, top_p=None, draws: int = 32,
-               seed: int = 0, plan: dict = PLANNED, sequence: list[int] | None = None) -> RankRates:
+def rank_rates(
+    p: torch.Tensor,
+    q: torch.Tensor,
+    *,
+    temperature: float,
+    top_k=None,
+    top_p=None,
+    draws: int = 32,
+    seed: int = 0,
+    plan: dict = PLANNED,
+    sequence: list[int] | None = None,
+) -> RankRates:
     """Rank acceptance from positions ``p``, ``q`` [P, V'] (float64 rows summing to 1).
 
     ``sequence`` [P] names the generated text each row belongs to, rows of one
@@ -97,8 +122,15 @@ def rank_rates(p: torch.Tensor, q: torch.Tensor, *, temperature: float, top_k=No
                 "accept_se": (per_position.std(0) / np.sqrt(max(p.shape[0] - 1, 1))).tolist(),
                 "by_position": per_position.tolist() if sequence is not None else None,
             }
-    return RankRates(temperature, top_k, top_p, int(p.shape[0]), draws, rates,
-                     None if sequence is None else [int(i) for i in sequence])
+    return RankRates(
+        temperature,
+        top_k,
+        top_p,
+        int(p.shape[0]),
+        draws,
+        rates,
+        None if sequence is None else [int(i) for i in sequence],
+    )
 
 
 def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates:
@@ -107,8 +139,16 @@ def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates
     p = torch.from_numpy(np.stack([pair[0] for pair in pairs]))
     q = torch.from_numpy(np.stack([pair[1] for pair in pairs]))
     header = recording.header
-    return rank_rates(p, q, temperature=header.get("temperature"), top_k=header.get("top_k"),
-                      top_p=header.get("top_p"), draws=draws, seed=seed, sequence=recording.prompt_index.tolist())
+    return rank_rates(
+        p,
+        q,
+        temperature=header.get("temperature"),
+        top_k=header.get("top_k"),
+        top_p=header.get("top_p"),
+        draws=draws,
+        seed=seed,
+        sequence=recording.prompt_index.tolist(),
+    )
 
 
 def truncate(p: torch.Tensor, q: torch.Tensor, top_n: int) -> tuple[torch.Tensor, ...]:

@@ -108,8 +108,9 @@ def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
     return TreeRates(1.0 + sum(reach[1:]), verified, leaf_end, level_nodes, read, starts)
 
 
-def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[float, list[float], float, float,
-                                                                             list[bool]]:
+def expected_tree(
+    rates: RankRates, scheme: str, shape: TreeShape
+) -> tuple[float, list[float], float, float, list[bool]]:
     """(E tokens, E nodes per level, E verified nodes, P(leaf end), whether each level is read by the draft).
 
     With per-position rates the reach probabilities are arrays over the
@@ -118,12 +119,18 @@ def expected_tree(rates: RankRates, scheme: str, shape: TreeShape) -> tuple[floa
     """
     tree = tree_rates(rates, scheme, shape)
     weights = None if tree.starts is None or rates.weights is None else np.asarray(rates.weights)[tree.starts]
-    return (_mean(tree.tokens, weights), tree.level_nodes, _mean(tree.verified, weights),
-            _mean(tree.leaf_end, weights), tree.read)
+    return (
+        _mean(tree.tokens, weights),
+        tree.level_nodes,
+        _mean(tree.verified, weights),
+        _mean(tree.leaf_end, weights),
+        tree.read,
+    )
 
 
-def step_seconds(profile: Profile, scheme: str, shape: TreeShape, level_nodes, verified: float, leaf_end: float,
-                 read, context: float) -> float:
+def step_seconds(
+    profile: Profile, scheme: str, shape: TreeShape, level_nodes, verified: float, leaf_end: float, read, context: float
+) -> float:
     """Seconds of one step (see module docstring)."""
     template = template_of(shape)
     over = profile.overheads
@@ -165,19 +172,35 @@ def generation_seconds(step: float, tokens_per_step: float, prefill: float, new_
     return prefill + new_tokens / tokens_per_step * step
 
 
-def predict_generation(profile: Profile, rates: RankRates | None, scheme: str | None, shape: TreeShape | None,
-                       prompt_tokens: int, new_tokens: int) -> dict:
+def predict_generation(
+    profile: Profile,
+    rates: RankRates | None,
+    scheme: str | None,
+    shape: TreeShape | None,
+    prompt_tokens: int,
+    new_tokens: int,
+) -> dict:
     """Predicted seconds and tokens/s of one generation; ``scheme=None`` is autoregressive sampling."""
     context = prompt_tokens + new_tokens / 2
     if scheme is None:
         prefill = profile.target(prompt_tokens, 0)
         step = autoregressive_step(profile, context)
         seconds = prefill + (new_tokens - 1) * step
-        return {"tokens_per_step": 1.0, "step_seconds": step, "seconds": seconds, "tokens_per_second": new_tokens / seconds,
-                "decode_tokens_per_second": 1 / step}
+        return {
+            "tokens_per_step": 1.0,
+            "step_seconds": step,
+            "seconds": seconds,
+            "tokens_per_second": new_tokens / seconds,
+            "decode_tokens_per_second": 1 / step,
+        }
     prediction = predict_step(profile, rates, scheme, shape, context)
     prefill = profile.target(prompt_tokens, 0) + profile.draft(prompt_tokens, 0)
     seconds = generation_seconds(prediction.seconds, prediction.tokens, prefill, new_tokens)
-    return {"tokens_per_step": prediction.tokens, "step_seconds": prediction.seconds, "seconds": seconds,
-            "tokens_per_second": new_tokens / seconds, "decode_tokens_per_second": prediction.tokens / prediction.seconds,
-            "nodes": sum(prediction.level_nodes)}
+    return {
+        "tokens_per_step": prediction.tokens,
+        "step_seconds": prediction.seconds,
+        "seconds": seconds,
+        "tokens_per_second": new_tokens / seconds,
+        "decode_tokens_per_second": prediction.tokens / prediction.seconds,
+        "nodes": sum(prediction.level_nodes),
+    }

@@ -182,8 +182,16 @@ class OnlinePlanner:
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
         best, best_rate = None, 0.0
         for c, candidate in enumerate(self.table.candidates):
-            seconds = step_seconds(self.profile, candidate.scheme, candidate.shape, self.table.level_nodes[c],
-                                   verified[c], leaf_end[c], self.table.read[c], context)
+            seconds = step_seconds(
+                self.profile,
+                candidate.scheme,
+                candidate.shape,
+                self.table.level_nodes[c],
+                verified[c],
+                leaf_end[c],
+                self.table.read[c],
+                context,
+            )
             rate = remaining / (remaining / tokens[c] * seconds + catch_up)
             if rate > best_rate:
                 best, best_rate, best_c, best_seconds = candidate, rate, c, seconds

@@ -117,8 +117,9 @@ def candidates(rates: RankRates, scheme: str, max_nodes: int) -> list[TreeShape]
     return shapes
 
 
-def plan(profile: Profile, rates: RankRates, *, schemes=tuple(PLANNED), context: float = 200.0,
-         max_nodes: int = 64) -> list[Choice]:
+def plan(
+    profile: Profile, rates: RankRates, *, schemes=tuple(PLANNED), context: float = 200.0, max_nodes: int = 64
+) -> list[Choice]:
     """Every candidate of every scheme, best predicted decoding tokens/s first."""
     choices = []
     for scheme in schemes:
@@ -135,12 +136,20 @@ def best_per_scheme(choices: list[Choice]) -> list[Choice]:
     return sorted(best.values(), key=lambda c: -c.tokens_per_second)
 
 
-def plan_rows(profile: Profile, rates: RankRates, choices: list[Choice], prompt_tokens: int, new_tokens: int) -> list[dict]:
+def plan_rows(
+    profile: Profile, rates: RankRates, choices: list[Choice], prompt_tokens: int, new_tokens: int
+) -> list[dict]:
     """Table rows: prediction of each choice for a whole generation, beside autoregressive sampling."""
     base = predict_generation(profile, None, None, None, prompt_tokens, new_tokens)
     rows = [{"scheme": "autoregressive", "tree": "", **base, "speedup": 1.0}]
     for choice in choices:
         whole = predict_generation(profile, rates, choice.scheme, choice.shape, prompt_tokens, new_tokens)
-        rows.append({"scheme": choice.scheme, "tree": choice.tree, **whole,
-                     "speedup": whole["tokens_per_second"] / base["tokens_per_second"]})
+        rows.append(
+            {
+                "scheme": choice.scheme,
+                "tree": choice.tree,
+                **whole,
+                "speedup": whole["tokens_per_second"] / base["tokens_per_second"],
+            }
+        )
     return rows

@@ -82,8 +82,9 @@ class Prior:
 
     @classmethod
     def from_dict(cls, data: dict) -> Prior:
-        return cls(RankRates(**data["rates"]), data["agreement"], data["kinds"], data.get("source", ""),
-                   data.get("pair", {}))
+        return cls(
+            RankRates(**data["rates"]), data["agreement"], data["kinds"], data.get("source", ""), data.get("pair", {})
+        )
 
     @classmethod
     def from_recording(cls, recording, source: str = "", draws: int = 32, pair: dict | None = None) -> Prior:
@@ -93,8 +94,9 @@ class Prior:
         agreement = np.minimum(p, q).sum(1)  # [P]
         prompts = int(recording.prompt_index.max()) + 1
         kinds = [str(kind) for kind in recording.header.get("categories", [""] * prompts)]
-        return cls(rates_from_recording(recording, draws=draws), [float(a) for a in agreement], kinds, source,
-                   pair or {})
+        return cls(
+            rates_from_recording(recording, draws=draws), [float(a) for a in agreement], kinds, source, pair or {}
+        )
 
     def posterior(self, observed: Sequence[float]) -> np.ndarray:
         """Weights [prompts] of the recorded prompts given the observed agreements (module docstring)."""

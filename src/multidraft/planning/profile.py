@@ -88,7 +88,8 @@ class Profile:
     models: dict
     target: ForwardCosts
     draft: ForwardCosts
-    overheads: dict  # seconds: laws_row, laws_call, drafts[scheme:k] = [per call, per row], verify[scheme:k], tree_level, keep_path
+    # seconds: laws_row, laws_call, drafts[scheme:k] = [per call, per row], verify[scheme:k], tree_level, keep_path
+    overheads: dict
     roofline: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
@@ -104,15 +105,29 @@ class Profile:
         the same kind of machine in another state); the per-step overheads are kept."""
         if not factor > 0:
             raise ValueError(f"a slow-down factor must be positive, got {factor!r}")
-        scale = lambda costs: ForwardCosts(costs.queries, costs.contexts,  # noqa: E731
-                                           [[factor * x for x in row] for row in costs.seconds])
-        return Profile({**self.machine, "slowed": factor}, self.models, scale(self.target), scale(self.draft),
-                       self.overheads, self.roofline)
+
+        def scale(costs: ForwardCosts) -> ForwardCosts:
+            return ForwardCosts(costs.queries, costs.contexts, [[factor * x for x in row] for row in costs.seconds])
+
+        return Profile(
+            {**self.machine, "slowed": factor},
+            self.models,
+            scale(self.target),
+            scale(self.draft),
+            self.overheads,
+            self.roofline,
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
-        return cls(data["machine"], data["models"], ForwardCosts(**data["target"]), ForwardCosts(**data["draft"]),
-                   data["overheads"], data.get("roofline", {}))
+        return cls(
+            data["machine"],
+            data["models"],
+            ForwardCosts(**data["target"]),
+            ForwardCosts(**data["draft"]),
+            data["overheads"],
+            data.get("roofline", {}),
+        )
 
 
 def machine_description() -> dict:
@@ -121,8 +136,14 @@ def machine_description() -> dict:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor()
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "platform": platform.platform(), "load_average": list(os.getloadavg())}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+    }
 
 
 # -- forwards ---------------------------------------------------------------------------------------
@@ -254,8 +275,16 @@ def roofline_seconds(model, machine: dict, queries: int, context: int) -> float:
     return max(read / machine["read_bandwidth_bytes_per_s"], flops / machine["matmul_flops_per_s"])
 
 
-def measure(target, draft, names: dict, *, queries=QUERIES, contexts=CONTEXTS, prefill=PREFILL,
-            progress: Callable[[str], None] | None = None) -> Profile:
+def measure(
+    target,
+    draft,
+    names: dict,
+    *,
+    queries=QUERIES,
+    contexts=CONTEXTS,
+    prefill=PREFILL,
+    progress: Callable[[str], None] | None = None,
+) -> Profile:
     """Measure a :class:`Profile` of the (prepared) pair on this machine."""
     say = progress or (lambda message: None)
     longest = max([*queries, *prefill])
@@ -274,9 +303,18 @@ def measure(target, draft, names: dict, *, queries=QUERIES, contexts=CONTEXTS, p
     for role, model, costs in (("target", target, target_costs), ("draft", draft, draft_costs)):
         count, size = linear_parameters(model)
         roofline[role] = {
-            "linear_parameters": count, "weight_bytes": size, "kv_bytes_per_position": kv_bytes_per_position(model),
-            "points": [{"queries": q, "context": c, "measured_s": costs.seconds[i][j],
-                        "roofline_s": roofline_seconds(model, machine, q, c)}
-                       for i, c in enumerate(costs.contexts) for j, q in enumerate(costs.queries)],
+            "linear_parameters": count,
+            "weight_bytes": size,
+            "kv_bytes_per_position": kv_bytes_per_position(model),
+            "points": [
+                {
+                    "queries": q,
+                    "context": c,
+                    "measured_s": costs.seconds[i][j],
+                    "roofline_s": roofline_seconds(model, machine, q, c),
+                }
+                for i, c in enumerate(costs.contexts)
+                for j, q in enumerate(costs.queries)
+            ],
         }
     return Profile(machine_description(), names, target_costs, draft_costs, overheads, roofline)

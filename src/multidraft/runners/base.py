@@ -72,9 +72,13 @@ def read_as_decoder(runner: Runner, sequence: torch.Tensor, prompt_length: int) 
     forward gives other logits than the decoder's forwards of a few tokens.)
     """
     runner.reset()
-    rows = [runner.forward(sequence[:prompt_length], torch.arange(prompt_length),
-                           causal_visibility(0, prompt_length), 1)]
+    rows = [
+        runner.forward(sequence[:prompt_length], torch.arange(prompt_length), causal_visibility(0, prompt_length), 1)
+    ]
     for position in range(prompt_length, len(sequence) - 1):
-        rows.append(runner.forward(sequence[position : position + 1], torch.tensor([position]),
-                                   causal_visibility(position, 1), 1))
+        rows.append(
+            runner.forward(
+                sequence[position : position + 1], torch.tensor([position]), causal_visibility(position, 1), 1
+            )
+        )
     return torch.cat(rows)

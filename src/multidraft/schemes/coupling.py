@@ -31,7 +31,9 @@ def optimal_coupling(tuples: np.ndarray, probs: np.ndarray, p: np.ndarray) -> tu
     probs = as_distribution(probs, "probs")
     tuples = np.asarray(tuples)
     if tuples.ndim != 2 or tuples.shape[0] != probs.size or not np.issubdtype(tuples.dtype, np.integer):
-        raise ValueError(f"tuples must be an integer array [N, k] with N = {probs.size}, got {tuples.shape} {tuples.dtype}")
+        raise ValueError(
+            f"tuples must be an integer array [N, k] with N = {probs.size}, got {tuples.shape} {tuples.dtype}"
+        )
     if tuples.size and (tuples.min() < 0 or tuples.max() >= p.size):
         raise ValueError(f"tuple entries must be token ids in [0, {p.size})")
     check_size(probs.size, p.size)
@@ -44,7 +46,8 @@ def optimal_coupling(tuples: np.ndarray, probs: np.ndarray, p: np.ndarray) -> tu
 def check_size(n_tuples: int, vocab: int) -> None:
     if n_tuples * vocab > MAX_ENTRIES:
         raise ValueError(
-            f"LP reference too large: {n_tuples} support tuples x V = {vocab} exceeds {MAX_ENTRIES}; use optimal_acceptance"
+            f"LP reference too large: {n_tuples} support tuples x V = {vocab} exceeds {MAX_ENTRIES}; "
+            "use optimal_acceptance"
         )
 
 

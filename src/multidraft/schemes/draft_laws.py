@@ -88,7 +88,9 @@ def _hub(q: np.ndarray, k: int):
     if others.size == 0:  # one-hot q: the second draft repeats the hub
         return np.array([[a, a]], dtype=np.int64), np.array([1.0])
     rest = q[others].sum()  # 1 - q(a), without cancellation
-    tuples = np.concatenate([np.stack([others, np.full_like(others, a)], 1), np.stack([np.full_like(others, a), others], 1)])
+    tuples = np.concatenate(
+        [np.stack([others, np.full_like(others, a)], 1), np.stack([np.full_like(others, a), others], 1)]
+    )
     probs = np.concatenate([q[others], q[a] * q[others] / rest])
     return tuples, probs
 
@@ -127,5 +129,7 @@ def enumerate_law(law: str, q, k: int) -> tuple[np.ndarray, np.ndarray]:
     q = as_distribution(q, "q")
     _check_law(law, q, k)
     if support_size(law, q, k) > MAX_TUPLES:
-        raise ValueError(f"the {law} law with k = {k} over this q has more than {MAX_TUPLES} tuples; too large to enumerate")
+        raise ValueError(
+            f"the {law} law with k = {k} over this q has more than {MAX_TUPLES} tuples; too large to enumerate"
+        )
     return {"iid": _iid, "wor": _wor, "hub": _hub, "greedy": _greedy, "topk": _topk}[law](q, k)

@@ -78,7 +78,8 @@ class Verifier:
     def check(self, shape: TreeShape, scheme: Scheme) -> None:
         """``ValueError`` (naming verifier, scheme, draft law and tree) unless every node of ``shape`` fits.
 
-        ``shape`` is what :func:`multidraft.shapes.parse_shape` returns (its nodes: :func:`~multidraft.shapes.branching`).
+        ``shape`` is what :func:`multidraft.shapes.parse_shape` returns (its nodes:
+        :func:`~multidraft.shapes.branching`).
         """
         for where, k in branching(shape):
             reason = self.refusal(k, scheme.draft_law)

@@ -171,8 +171,9 @@ class Traversal(Verifier):
     def verify(self, tree: Tree, scheme: Scheme, p, q, generator) -> Walk:
         self.check_tree(tree, scheme)
         law = scheme.draft_law
-        coins = iter(torch.rand(tree.size + sum_drafts(tree), dtype=torch.float64, generator=generator,
-                                device=p.device).tolist())
+        coins = iter(
+            torch.rand(tree.size + sum_drafts(tree), dtype=torch.float64, generator=generator, device=p.device).tolist()
+        )
 
         def visit(node: int, state: State):
             if tree.has_drafts(node):
