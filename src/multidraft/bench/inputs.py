@@ -57,12 +57,22 @@ def load_pair(target_path: str | None, draft_path: str | None, *, draft_precisio
     return ModelPair(target, draft, tokenizer, names, paths)
 
 
-def pick_prompts(count: int, category: str | None = None) -> list[Prompt]:
+def pick_prompts(count: int, offset: int = 0, category: str | None = None) -> list[Prompt]:
     """``count`` prompts, round-robin over the categories (fixed order), so every setting is covered;
-    or the first ``count`` of one ``category``."""
+    or of one ``category`` only.
+
+    ``offset`` skips the first ``offset`` prompts of each category (the benchmarks use the first
+    ones, so a recording made for planning can take prompts they never see).
+    """
     if count < 1:
         raise ValueError(f"the number of prompts must be >= 1, got {count}")
-    per_category = [load_prompts(name) for name in ([category] if category else CATEGORIES)]
+    if offset < 0:
+        raise ValueError(f"the prompt offset must be >= 0, got {offset}")
+    per_category = [load_prompts(name)[offset:] for name in ([category] if category else CATEGORIES)]
+    available = sum(map(len, per_category))
+    if count > available:
+        raise ValueError(f"{count} prompts asked for, but only {available} are left after skipping the first "
+                         f"{offset} of each category")
     picked = []
     for index in range(max(map(len, per_category))):
         for rows in per_category:

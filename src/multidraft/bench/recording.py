@@ -19,8 +19,10 @@ raise an acceptance rate, by at most min(p_tail, q_tail) per position for
 single-draft rates; the mean tail masses are reported beside every table.
 
 File format: a compressed ``.npz`` with ``header`` (JSON: models, sampling
-options, prompts, top_n, version), ``token_ids`` [P, N] int64, ``p``, ``q``
-[P, N] float64, ``p_tail``, ``q_tail`` [P] float64, ``prompt_index`` [P].
+options, prompts, top_n, version; ``multidraft record`` adds ``categories``,
+the category of each prompt), ``token_ids`` [P, N] int64, ``p``, ``q``
+[P, N] float64, ``p_tail``, ``q_tail`` [P] float64, ``prompt_index`` [P]
+(the prompt each position belongs to, an index into those lists).
 It is written atomically (a temporary file renamed into place).
 
 Resuming: prompt i is sampled with its own generator seeded ``seed + i`` (as
@@ -69,6 +71,20 @@ class Recording:
 
     def __len__(self) -> int:
         return len(self.p)
+
+    def categories(self) -> np.ndarray:
+        """The prompt category of every position: [P] str.
+
+        From the header's ``categories`` (one per prompt); recordings made before it was stored
+        name each prompt ``"category/id"`` in ``prompts``, and the category is read from there.
+        """
+        if "categories" in self.header:
+            per_prompt = self.header["categories"]
+        elif "prompts" in self.header:
+            per_prompt = [name.split("/", 1)[0] for name in self.header["prompts"]]
+        else:
+            raise ValueError("this recording names no prompt categories (its header has no 'categories' or 'prompts')")
+        return np.asarray(per_prompt, dtype=str)[self.prompt_index]
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(p, q) at position i over the top-N tokens plus one tail token: [N + 1] each."""

@@ -129,7 +129,7 @@ def _encoded_prompts(pair, args) -> list:
 
     return [
         encode(pair.tokenizer, prompt, args.max_prompt_tokens)
-        for prompt in pick_prompts(args.prompts, getattr(args, "category", None))
+        for prompt in pick_prompts(args.prompts, category=getattr(args, "category", None))
     ]
 
 
