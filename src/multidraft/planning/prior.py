@@ -93,7 +93,12 @@ class Prior:
         q = np.concatenate([recording.q, recording.q_tail[:, None]], axis=1)
         agreement = np.minimum(p, q).sum(1)  # [P]
         prompts = int(recording.prompt_index.max()) + 1
-        kinds = [str(kind) for kind in recording.header.get("categories", [""] * prompts)]
+        kinds = [""] * prompts
+        try:
+            for j, kind in zip(recording.prompt_index, recording.categories()):
+                kinds[int(j)] = str(kind)
+        except ValueError:  # a recording that names no categories
+            pass
         return cls(
             rates_from_recording(recording, draws=draws), [float(a) for a in agreement], kinds, source, pair or {}
         )
