@@ -2,7 +2,7 @@
 
 For each table x draft law (scheme) x tree shape x verifier: the verifier's exact expected tokens per
 step, averaged over every tree the scheme's draft law grows (the whole-tree oracle's enumeration,
-tests/verifiers/oracle.py); the optimum of the tree LP (:mod:`multidraft.theory.tree_lp`) for that
+tests/support/oracle.py); the optimum of the tree LP (:mod:`multidraft.theory.tree_lp`) for that
 draft law; the best per-tree dual bound of :mod:`multidraft.theory.tree_bound` over a grid of theta
 (the bound that is computable on real trees; laws iid, wor, topk); and the fraction of the headroom
 over the token walk (same scheme) that the verifier captures: (E_v - E_token) / (optimum - E_token).
@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verifiers"))
-from oracle import drafted_trees, node_laws, table  # noqa: E402  (the whole-tree oracle's enumeration)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support
 
 from multidraft import schemes, verifiers  # noqa: E402
 from multidraft.bench.store import ResultStore, replace_atomically  # noqa: E402
+from multidraft.shapes import check_shape, format_shape, parse_shape, shape_depth  # noqa: E402
 from multidraft.theory.tree_bound import BOUND_LAWS, tree_bound  # noqa: E402
 from multidraft.theory.tree_lp import optimal_tree_tokens  # noqa: E402
-from multidraft.tree import check_shape, format_shape, parse_shape, shape_depth  # noqa: E402
+from tests.support.oracle import drafted_trees, node_laws, table  # noqa: E402  (the whole-tree oracle's enumeration)
 
 RESULTS = Path(__file__).parent / "results"
 SCHEMES = ("rrs", "rrs-wor", "kseq", "spechub", "greedy", "topk")  # otm: a per-node LP, too slow to enumerate
@@ -110,8 +110,11 @@ def summarise(records: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for record in records:
         groups.setdefault((record["vocab"], record["scheme"], record["shape"]), []).append(record)
-    for (vocab, scheme, shape), chosen in sorted(groups.items(), key=lambda item: (item[0][0], SCHEMES.index(item[0][1]),
-                                                                                   SHAPES[item[0][0]].index(item[0][2]))):
+    def order(item):
+        vocab, scheme, shape = item[0]
+        return vocab, SCHEMES.index(scheme), SHAPES[vocab].index(shape)
+
+    for (vocab, scheme, shape), chosen in sorted(groups.items(), key=order):
         token = np.array([r["tokens"]["token"] for r in chosen])
         optimum = np.array([r["optimum"] for r in chosen])
         bound = [r["bound"] for r in chosen]
@@ -124,7 +127,8 @@ def summarise(records: list[dict]) -> list[dict]:
                 "bound": None if None in bound else float(np.mean(bound)),
                 "headroom_pct": 100 * float((optimum / token - 1).mean()),
                 "gain_pct": 100 * float((values / token - 1).mean()),
-                "captured": None if headroom <= HEADROOM_FLOOR * len(chosen) else float((values - token).sum()) / headroom,
+                "captured": (None if headroom <= HEADROOM_FLOOR * len(chosen)
+                             else float((values - token).sum()) / headroom),
             })
     return rows
 

@@ -31,7 +31,8 @@ import torch
 
 from multidraft import schemes, verifiers
 from multidraft.bench.store import replace_atomically
-from multidraft.tree import Tree, parse_shape
+from multidraft.shapes import parse_shape
+from multidraft.tree import Tree
 
 RESULTS = Path(__file__).parent / "results"
 VOCAB = 151_936
@@ -94,8 +95,9 @@ def main() -> None:
             rows.append({"tree": spec, "verifier": name, "verify_ms": 1e3 * median,
                          "step_ms": None if step is None else 1e3 * step,
                          "fraction_pct": None if step is None else 100 * median / step})
-    out = {"command": f"PYTHONPATH=src python benchmarks/bench_frontier_cost.py --trees {args.trees} --threads {args.threads}",
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    command = f"PYTHONPATH=src python benchmarks/bench_frontier_cost.py --trees {args.trees} --threads {args.threads}"
+    out = {"command": command, "commit": commit,
            "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "torch_threads": torch.get_num_threads(), "load_before": load_before,
            "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}

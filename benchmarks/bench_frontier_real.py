@@ -138,7 +138,8 @@ def main() -> None:
     summary = {
         "command": "PYTHONPATH=src python benchmarks/bench_frontier_real.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "resume")),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip(),
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
         "theta_grid": THETA_GRID, "by_depth": {str(d): cross_fitted(records, d) for d in depths},

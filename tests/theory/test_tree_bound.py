@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_tree_lp import dirichlet_table
 
-from verifiers.oracle import drafted_trees, node_laws, table
+from multidraft.shapes import parse_shape
 from multidraft.theory.optimal import optimal_acceptance
 from multidraft.theory.tree_bound import tree_bound
 from multidraft.theory.tree_lp import optimal_tree_tokens
-from multidraft.tree import parse_shape
+from tests.support.oracle import drafted_trees, node_laws, table
+from tests.theory.test_tree_lp import dirichlet_table
 
 
 def average_bound(pairs: dict, law: str, shape, values) -> np.ndarray:

@@ -14,11 +14,11 @@ import itertools
 import numpy as np
 import pytest
 
-from verifiers.oracle import continued, drafted_trees, node_laws, table, target_law
 from multidraft import schemes, verifiers
+from multidraft.shapes import check_shape, format_shape, parse_shape, shape_depth
 from multidraft.theory.optimal import optimal_acceptance
 from multidraft.theory.tree_lp import optimal_tree_tokens
-from multidraft.tree import check_shape, format_shape, parse_shape, shape_depth
+from tests.support.oracle import continued, drafted_trees, node_laws, table, target_law
 
 
 def dirichlet_table(vocab: int, depth: int, seed: int) -> dict:

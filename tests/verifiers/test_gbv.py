@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from oracle import drafted_trees, node_laws, table
 from multidraft import schemes, verifiers
-from multidraft.tree import check_shape, parse_shape, shape_depth
+from multidraft.shapes import check_shape, parse_shape, shape_depth
 from multidraft.verifiers.gbv import tree_paths
+from tests.support.oracle import drafted_trees, node_laws, table
 
 
 def test_paths_are_depth_first_with_repeats_as_paths_of_their_own():

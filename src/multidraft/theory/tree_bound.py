@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from multidraft.theory.optimal import _prefix_masses, _wor_miss, _wor_pair_miss
-from multidraft.tree import Tree
 
 #: Draft laws whose alpha*-attaining set is computed here.
 BOUND_LAWS = ("iid", "wor", "topk")
@@ -71,11 +70,12 @@ def alpha_star_set(law: str, p: np.ndarray, q: np.ndarray, drafts: np.ndarray) -
     return mask
 
 
-def tree_bound(tree: Tree, law: str, p: torch.Tensor, q: torch.Tensor, values: Sequence[Sequence[float]]) -> np.ndarray:
+def tree_bound(tree, law: str, p: torch.Tensor, q: torch.Tensor, values: Sequence[Sequence[float]]) -> np.ndarray:
     """Phi(root) of (B) for every theta in ``values`` (each theta = [theta_0, theta_1, ..] by height), [len(values)].
 
-    ``p`` [N, V] at every node, ``q`` [n_internal, V] at the nodes with drafts (as for a verifier); the tree's
-    depth is D (a uniform shape, or a cut of one).  A node without drafts has Phi = 1.
+    ``tree``: a drafted :class:`multidraft.tree.Tree`; ``p`` [N, V] at every node, ``q`` [n_internal, V] at
+    the nodes with drafts (as for a verifier); the tree's depth is D (a uniform shape, or a cut of one).  A
+    node without drafts has Phi = 1.
     """
     thetas = np.asarray(values, dtype=np.float64)  # [m, heights]
     if thetas.ndim != 2 or (thetas < 0).any():

@@ -75,8 +75,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from multidraft.theory.draft_laws import enumerate_law
-from multidraft.tree import Tree, parse_shape, shape_depth
+from multidraft.schemes.draft_laws import enumerate_law
 
 #: Refuse problems with more possible paths (sum_{d <= D} V^d) than this.
 MAX_PATHS = 2_000
@@ -113,7 +112,7 @@ class _TreeLaw:
     """The reachable (context, template node) states, their draft laws grouped by child set, and C(S)."""
 
     def __init__(self, pairs: Mapping, law: str, shape):
-        template = Tree.from_root(0, shape=shape).template
+        template = _Template(shape)
         self.states: list[tuple[tuple[int, ...], int]] = [((), 0)]
         index = {((), 0): 0}
         self.groups: list[list[tuple[float, list[int]]]] = []  # per state: (probability, child states)
@@ -169,6 +168,24 @@ class _TreeLaw:
         return x
 
 
+class _Template:
+    """Drafts per template node and the template node of each draft, for a parsed shape: per depth (a tuple
+    of ints, template node = depth) or per node (an object with ``counts``, node ids breadth first, as
+    :class:`multidraft.shapes.TreeTemplate`)."""
+
+    def __init__(self, shape):
+        self.counts = getattr(shape, "counts", None)
+        self.uniform = None if self.counts is not None else tuple(int(k) for k in shape)
+        self.depth = len(self.uniform) if self.counts is None else len(shape.levels)
+
+    def drafts(self, node: int) -> int:
+        counts = self.uniform if self.counts is None else self.counts
+        return counts[node] if node < len(counts) else 0
+
+    def child(self, node: int, index: int) -> int:
+        return node + 1 if self.counts is None else 1 + sum(self.counts[:node]) + index
+
+
 def _law(pairs: Mapping, context: tuple, which: int) -> np.ndarray:
     try:
         return np.asarray(pairs[context][which], dtype=np.float64)
@@ -181,11 +198,11 @@ def optimal_tree_tokens(pairs: Mapping, law: str, shape) -> TreeOptimum:
 
     ``pairs``: context (tuple of token ids after the root, length 0..D) -> (p, q), each a probability
     vector [V] (the target's and the draft's next-token laws there); ``law``: a draft law of
-    :mod:`multidraft.theory.draft_laws`; ``shape``: what :func:`multidraft.tree.parse_shape` accepts.
-    Raises ``ValueError`` on bad input or a problem too large for an LP.
+    :mod:`multidraft.schemes.draft_laws`; ``shape``: a parsed shape (:func:`multidraft.shapes.parse_shape`:
+    drafts per depth, or a per-node template).  Raises ``ValueError`` on bad input or a problem too large
+    for an LP.
     """
-    shape = parse_shape(shape)
-    depth = shape_depth(shape)
+    depth = _Template(shape).depth
     vocab = _law(pairs, (), 0).size
     paths = sum(vocab**length for length in range(depth + 1))
     if paths > MAX_PATHS:
