@@ -1,7 +1,8 @@
 """Real trees: the token walk, traversal-seq and gbv against an upper bound on every lossless verifier.
 
 Runs ``multidraft bench paired`` on the bundled pair (rrs-wor trees, by default 2x3 and every cut of it,
-T = 0.6 and 1, 8 prompts x 64 tokens, common random numbers) with extra entries ``rrs-wor:bound-i``:
+T = 0.6 and 1, 8 prompts x 64 tokens, common random numbers; on a chain ``1xD`` block verification too)
+with extra entries ``rrs-wor:bound-i``:
 for each drafted tree they record the per-tree dual bound of :mod:`multidraft.theory.tree_bound` for the
 i-th theta of :data:`THETA_GRID` instead of a verifier's expected tokens (they drive the text with
 traversal-seq, which is lossless, when their turn comes).  Averaged over the drafted trees, every
@@ -40,6 +41,7 @@ RESULTS = Path(__file__).parent / "results"
 #: theta by height (0: the prices of the deepest level), one bound entry per combination.
 THETA_GRID = list(itertools.product((0.5, 0.75, 1.0), (1.5, 2.0, 2.5), (2.0, 2.5, 3.0, 3.5)))
 COMPARED = ("rrs-wor", "rrs-wor:traversal-seq", "rrs-wor:gbv")
+CHAIN = "rrs-wor:block"  # compared too on chains
 
 
 class DualBound(Verifier):
@@ -86,8 +88,9 @@ def cross_fitted(records: list[dict], depth: int, seed: int = 0) -> dict:
         row = {"prompts": len(chosen), "steps": int(steps.sum()), "theta_by_fold": picked,
                "bound": float(bound.sum() / steps.sum()),
                "bound_in_sample_min": float((grid.sum(1) / steps.sum()).min())}
-        for name in COMPARED:
-            row[name] = float(sums[name].sum() / steps.sum())
+        for name in (*COMPARED, CHAIN):
+            if name in sums:
+                row[name] = float(sums[name].sum() / steps.sum())
         row["excess"], row["excess_ci95"] = _bootstrap(bound, token, steps, relative=False, seed=seed)
         row["excess_pct"], row["excess_pct_ci95"] = _bootstrap(bound, token, steps, relative=True, seed=seed)
         gain = sums[COMPARED[1]]
@@ -126,7 +129,8 @@ def main() -> None:
     for index in range(len(THETA_GRID)):
         bound = DualBound(index)
         verifiers._VERIFIERS[bound.name] = bound  # the paired run looks verifiers up by name
-    names = [*COMPARED, *(f"rrs-wor:bound-{i}" for i in range(len(THETA_GRID)))]
+    chain = args.tree.strip().startswith("1x")
+    names = [*COMPARED, *([CHAIN] if chain else []), *(f"rrs-wor:bound-{i}" for i in range(len(THETA_GRID)))]
     load_before = [round(x, 2) for x in os.getloadavg()]
     argv = ["bench", "paired", "--schemes", ",".join(names), "--tree", args.tree, "--prompts", str(args.prompts),
             "--new-tokens", str(args.new_tokens), "--temperatures", args.temperatures, "--name", args.name,
@@ -148,16 +152,18 @@ def main() -> None:
         path.write_text(json.dumps(summary, indent=1) + "\n")
     lines = [f"`{summary['command']}` at commit {summary['commit']}, {summary['date']}, {summary['machine']}, "
              f"load average {load_before} before and {summary['load_after']} after.", "",
-             "| T | depth | prompts | steps | rrs-wor (token) | traversal-seq | gbv | bound (cross-fitted) | "
+             "| T | depth | prompts | steps | rrs-wor (token) | traversal-seq | gbv | block | bound (cross-fitted) | "
              "bound − token | 95% CI | bound / token − 1 | 95% CI | traversal-seq / token − 1 | 95% CI |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for depth, by_t in summary["by_depth"].items():
         for temperature, r in by_t.items():
             def ci(interval, digits=3):
                 return "n too small" if interval is None else f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
+            block = f"{r[CHAIN]:.4f}" if CHAIN in r else "—"
             lines.append(
                 f"| {temperature} | {depth} | {r['prompts']} | {r['steps']} | {r['rrs-wor']:.4f} | "
-                f"{r['rrs-wor:traversal-seq']:.4f} | {r['rrs-wor:gbv']:.4f} | {r['bound']:.4f} | {r['excess']:+.4f} | "
+                f"{r['rrs-wor:traversal-seq']:.4f} | {r['rrs-wor:gbv']:.4f} | {block} | "
+                f"{r['bound']:.4f} | {r['excess']:+.4f} | "
                 f"{ci(r['excess_ci95'])} | {r['excess_pct']:+.2f}% | {ci(r['excess_pct_ci95'], 2)} | "
                 f"{r['traversal_gain_pct']:+.2f}% | {ci(r['traversal_gain_pct_ci95'], 2)} |")
     with replace_atomically(args.out / f"{args.name}_bound.md") as path:
