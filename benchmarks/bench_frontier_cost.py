@@ -1,6 +1,7 @@
 """Verification cost as a fraction of a decoding step, at the planner's tree sizes and the real vocabulary.
 
-For each tree (2x2, 2x3, 3x2, 1x3, 1x4, 1x5) and verifier (token, traversal-seq, gbv; block on chains),
+For each tree (2x2, 2x3, 3x2, 1x3, 1x4, 1x5) and verifier (token, traversal-seq, gbv, traversal-ratio; block
+on chains),
 trees are drafted by ``rrs-wor`` (``sample_drafts``) from synthetic laws at V = 151,936 in float32, as the
 decoder holds them: p = softmax(3 z), q = softmax(3 z + e) with z, e standard normal (single-draft
 acceptance about 0.7, as on the bundled pair), fresh at every node.  ``verify`` is timed on each of
@@ -80,7 +81,7 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     rows = []
     for spec in TREES:
-        names = ["token", "traversal-seq", "gbv"] + (["block"] if spec.startswith("1x") else [])
+        names = ["token", "traversal-seq", "gbv", "traversal-ratio"] + (["block"] if spec.startswith("1x") else [])
         seconds: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(args.trees):
             tree, p, q = drafted(spec, generator)

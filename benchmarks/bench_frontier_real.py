@@ -1,4 +1,4 @@
-"""Real trees: the token walk, traversal-seq and gbv against an upper bound on every lossless verifier.
+"""Real trees: the token walk, traversal-seq, gbv and traversal-ratio against a bound on every lossless verifier.
 
 Runs ``multidraft bench paired`` on the bundled pair (rrs-wor trees, by default 2x3 and every cut of it,
 T = 0.6 and 1, 8 prompts x 64 tokens, common random numbers; on a chain ``1xD`` block verification too)
@@ -40,7 +40,7 @@ from multidraft.verifiers.base import Verifier
 RESULTS = Path(__file__).parent / "results"
 #: theta by height (0: the prices of the deepest level), one bound entry per combination.
 THETA_GRID = list(itertools.product((0.5, 0.75, 1.0), (1.5, 2.0, 2.5), (2.0, 2.5, 3.0, 3.5)))
-COMPARED = ("rrs-wor", "rrs-wor:traversal-seq", "rrs-wor:gbv")
+COMPARED = ("rrs-wor", "rrs-wor:traversal-seq", "rrs-wor:gbv", "rrs-wor:traversal-ratio")
 CHAIN = "rrs-wor:block"  # compared too on chains
 
 
@@ -93,9 +93,8 @@ def cross_fitted(records: list[dict], depth: int, seed: int = 0) -> dict:
                 row[name] = float(sums[name].sum() / steps.sum())
         row["excess"], row["excess_ci95"] = _bootstrap(bound, token, steps, relative=False, seed=seed)
         row["excess_pct"], row["excess_pct_ci95"] = _bootstrap(bound, token, steps, relative=True, seed=seed)
-        gain = sums[COMPARED[1]]
-        row["traversal_gain_pct"], row["traversal_gain_pct_ci95"] = _bootstrap(gain, token, steps, relative=True,
-                                                                               seed=seed)
+        for key, name in (("traversal_gain_pct", COMPARED[1]), ("ratio_gain_pct", COMPARED[3])):
+            row[key], row[key + "_ci95"] = _bootstrap(sums[name], token, steps, relative=True, seed=seed)
         out[str(temperature)] = row
     return out
 
@@ -152,9 +151,10 @@ def main() -> None:
         path.write_text(json.dumps(summary, indent=1) + "\n")
     lines = [f"`{summary['command']}` at commit {summary['commit']}, {summary['date']}, {summary['machine']}, "
              f"load average {load_before} before and {summary['load_after']} after.", "",
-             "| T | depth | prompts | steps | rrs-wor (token) | traversal-seq | gbv | block | bound (cross-fitted) | "
-             "bound − token | 95% CI | bound / token − 1 | 95% CI | traversal-seq / token − 1 | 95% CI |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| T | depth | prompts | steps | rrs-wor (token) | traversal-seq | gbv | traversal-ratio | block | "
+             "bound (cross-fitted) | bound − token | 95% CI | bound / token − 1 | 95% CI | "
+             "traversal-seq / token − 1 | 95% CI | traversal-ratio / token − 1 | 95% CI |",
+             "|" + "---|" * 19]
     for depth, by_t in summary["by_depth"].items():
         for temperature, r in by_t.items():
             def ci(interval, digits=3):
@@ -162,10 +162,12 @@ def main() -> None:
             block = f"{r[CHAIN]:.4f}" if CHAIN in r else "—"
             lines.append(
                 f"| {temperature} | {depth} | {r['prompts']} | {r['steps']} | {r['rrs-wor']:.4f} | "
-                f"{r['rrs-wor:traversal-seq']:.4f} | {r['rrs-wor:gbv']:.4f} | {block} | "
+                f"{r['rrs-wor:traversal-seq']:.4f} | {r['rrs-wor:gbv']:.4f} | {r['rrs-wor:traversal-ratio']:.4f} | "
+                f"{block} | "
                 f"{r['bound']:.4f} | {r['excess']:+.4f} | "
                 f"{ci(r['excess_ci95'])} | {r['excess_pct']:+.2f}% | {ci(r['excess_pct_ci95'], 2)} | "
-                f"{r['traversal_gain_pct']:+.2f}% | {ci(r['traversal_gain_pct_ci95'], 2)} |")
+                f"{r['traversal_gain_pct']:+.2f}% | {ci(r['traversal_gain_pct_ci95'], 2)} | "
+                f"{r['ratio_gain_pct']:+.2f}% | {ci(r['ratio_gain_pct_ci95'], 2)} |")
     with replace_atomically(args.out / f"{args.name}_bound.md") as path:
         path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
