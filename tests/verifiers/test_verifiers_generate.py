@@ -32,6 +32,10 @@ LAW_CASES = [
     ("traversal-seq", "spechub", "2x2"),
     ("traversal-seq", "greedy", "3,2"),
     ("traversal-seq", "topk", "3x2"),
+    ("gbv", "rrs-wor", "2x2"),
+    ("gbv", "rrs", "2/1,1"),
+    ("traversal-ratio", "rrs-wor", "2x2"),
+    ("traversal-ratio", "rrs", "2,1"),
 ]
 
 

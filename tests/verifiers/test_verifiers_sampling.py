@@ -25,6 +25,10 @@ CASES = [
     ("traversal", "rrs", "2/1,2", False),
     ("traversal-seq", "spechub", "2x2", False),
     ("traversal-seq", "rrs-wor", "3,1", False),
+    ("gbv", "rrs", "3,2", True),
+    ("gbv", "rrs-wor", "2/1,2", False),
+    ("traversal-ratio", "rrs", "2,2", True),
+    ("traversal-ratio", "rrs-wor", "2,1", False),
 ]
 
 

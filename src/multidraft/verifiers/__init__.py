@@ -7,7 +7,12 @@
 * ``traversal``      traversal verification of a tree, leaves to root (Weng et al., NeurIPS 2025),
                      for the i.i.d. draft law its proof covers;
 * ``traversal-seq``  the same traversal for every sequential draft law (wor, greedy, hub, topk),
-                     proved in :mod:`multidraft.verifiers.traversal`.
+                     proved in :mod:`multidraft.verifiers.traversal`;
+* ``gbv``            greedy multi-path block verification (after Thomas and Pal, arXiv 2602.16961), derived
+                     and proved in :mod:`multidraft.verifiers.gbv`: on these trees it has the law of
+                     ``traversal-seq``;
+* ``traversal-ratio`` traversal with a node's two iid / wor drafts verified in decreasing p/q order,
+                     proved in :mod:`multidraft.verifiers.ordered` (draft order elsewhere).
 
 Supported combinations (``check`` refuses the others with a ``ValueError`` before any model call):
 
@@ -19,6 +24,8 @@ block           refused (chains only)                                 sps, rrs, 
                                                                       otm (x ~ q), topk (x = argmax q)
 traversal       rrs, kseq, otm (i.i.d. drafts, the paper's law)       as block, except topk
 traversal-seq   every scheme (iid, wor, greedy, hub, topk laws)       every scheme
+gbv             as traversal-seq                                      as traversal-seq
+traversal-ratio as traversal-seq                                      as traversal-seq
 =============== ===================================================== =================================
 
 Only the draft law of the scheme matters to block and traversal verification; the
@@ -27,12 +34,13 @@ scheme's own token-level kernel is used by ``token`` alone.
 
 from __future__ import annotations
 
-from multidraft.verifiers import block, token, traversal
+from multidraft.verifiers import block, gbv, ordered, token, traversal
 from multidraft.verifiers.base import Outcome, Verifier
 
 _VERIFIERS = {
     verifier.name: verifier
-    for verifier in (token.VERIFIER, block.VERIFIER, traversal.PAPER, traversal.SEQUENTIAL)
+    for verifier in (token.VERIFIER, block.VERIFIER, traversal.PAPER, traversal.SEQUENTIAL, gbv.VERIFIER,
+                     ordered.VERIFIER)
 }
 
 

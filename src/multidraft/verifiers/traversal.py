@@ -160,6 +160,11 @@ class Traversal(Verifier):
     def __init__(self, name: str, laws_any_k: tuple[str, ...], laws_one_draft: tuple[str, ...], reference: str):
         self.name, self.laws_any_k, self.laws_one_draft, self.reference = name, laws_any_k, laws_one_draft, reference
 
+    def children(self, tree: Tree, law: str, p: torch.Tensor, q: torch.Tensor, node: int):
+        """The drafts of ``node`` in the order they are verified, with their proposals: draft order here
+        (:func:`children`); p [V], q [V] are the node's laws."""
+        return children(tree, law, q, node)
+
     def refusal(self, k: int, law: str) -> str | None:
         allowed = self.laws_any_k if k > 1 else self.laws_one_draft
         if law in allowed:
@@ -177,7 +182,7 @@ class Traversal(Verifier):
 
         def visit(node: int, state: State):
             if tree.has_drafts(node):
-                for token, child, proposal, repeat in children(tree, law, q[node], node):
+                for token, child, proposal, repeat in self.children(tree, law, p[node], q[node], node):
                     weights = state.child(proposal, q[node], token)
                     if weights is None:
                         continue
@@ -203,7 +208,7 @@ class Traversal(Verifier):
             """Appends the outcomes below ``node`` (reached with probability ``reach``); returns P(accept) there."""
             accepted, alive = 0.0, 1.0
             if tree.has_drafts(node):
-                for token, child, proposal, repeat in children(tree, law, q[node], node):
+                for token, child, proposal, repeat in self.children(tree, law, p[node], q[node], node):
                     weights = state.child(proposal, q[node], token)
                     if weights is None:
                         continue
