@@ -7,7 +7,9 @@
 * ``traversal``      traversal verification of a tree, leaves to root (Weng et al., NeurIPS 2025),
                      for the i.i.d. draft law its proof covers;
 * ``traversal-seq``  the same traversal for every sequential draft law (wor, greedy, hub, topk),
-                     proved in :mod:`multidraft.verifiers.traversal`.
+                     proved in :mod:`multidraft.verifiers.traversal`;
+* ``match``          llama.cpp's own rule, a labelled baseline: the draft's top-1 chain, the target
+                     sampled at every node, drafts accepted while they match (:mod:`multidraft.verifiers.match`).
 
 Supported combinations (``check`` refuses the others with a ``ValueError`` before any model call):
 
@@ -19,6 +21,7 @@ block           refused (chains only)                                 sps, rrs, 
                                                                       otm (x ~ q), topk (x = argmax q)
 traversal       rrs, kseq, otm (i.i.d. drafts, the paper's law)       as block, except topk
 traversal-seq   every scheme (iid, wor, greedy, hub, topk laws)       every scheme
+match           refused (chains only)                                 topk (the top-1 chain)
 =============== ===================================================== =================================
 
 Only the draft law of the scheme matters to block and traversal verification; the
@@ -27,12 +30,12 @@ scheme's own token-level kernel is used by ``token`` alone.
 
 from __future__ import annotations
 
-from multidraft.verifiers import block, token, traversal
+from multidraft.verifiers import block, match, token, traversal
 from multidraft.verifiers.base import Outcome, Verifier
 
 _VERIFIERS = {
     verifier.name: verifier
-    for verifier in (token.VERIFIER, block.VERIFIER, traversal.PAPER, traversal.SEQUENTIAL)
+    for verifier in (token.VERIFIER, block.VERIFIER, traversal.PAPER, traversal.SEQUENTIAL, match.VERIFIER)
 }
 
 
