@@ -29,8 +29,9 @@ from torch.utils import mkldnn
 from multidraft import models
 from multidraft.bench.inputs import encode, pick_prompts
 from multidraft.bench.recording import read_as_decoder
-from multidraft.decoding import autoregressive, causal_visibility, forward, keep_path, new_cache
+from multidraft.decoding import autoregressive
 from multidraft.execution import prepare, prepare_draft, swap_linear
+from multidraft.runners import TorchRunner, causal_visibility
 from multidraft.sampling_options import probabilities
 
 RESULTS = Path(__file__).parent / "results" / "execution.json"
@@ -51,22 +52,20 @@ def interleaved_ms(named: dict, queries: tuple[int, ...], context: int, repeats:
     warm-up round, so that load changes hit all models alike.
     """
     tokens = torch.randint(0, 1000, (context + max(queries),), generator=torch.Generator().manual_seed(0))
-    caches = {}
-    for name, model in named.items():
-        caches[name] = new_cache()
-        forward(model, caches[name], tokens[:context], torch.arange(context), causal_visibility(0, context, tokens.device), 1)
+    runners = {name: TorchRunner(model) for name, model in named.items()}
+    for runner in runners.values():
+        runner.forward(tokens[:context], torch.arange(context), causal_visibility(0, context), 1)
     times: dict = {}
     for repeat in range(repeats + 1):
         for count in queries:
             visible = torch.ones(count, context + count, dtype=torch.bool)
-            order = list(named.items()) if repeat % 2 else list(named.items())[::-1]
-            for name, model in order:
+            order = list(runners.items()) if repeat % 2 else list(runners.items())[::-1]
+            for name, runner in order:
                 start = time.perf_counter()
-                forward(model, caches[name], tokens[context : context + count], torch.arange(context, context + count),
-                        visible, count)
+                runner.forward(tokens[context : context + count], torch.arange(context, context + count), visible, count)
                 if repeat:  # the first round warms up
                     times.setdefault((name, count), []).append(time.perf_counter() - start)
-                keep_path(caches[name], context, [])
+                runner.keep_path(context, [])
     return {key: 1000 * float(np.median(values)) for key, values in times.items()}
 
 

@@ -10,14 +10,16 @@ import math
 
 import pytest
 import torch
-from conftest import VOCAB, tiny_llama
-from exact_law import assert_law, sequence_law
-from transformers import DynamicCache, MistralConfig, MistralForCausalLM
+from transformers import MistralConfig, MistralForCausalLM
 
 from multidraft import schemes, theory
-from multidraft.decoding import Sampling, autoregressive, draft_tree, generate, keep_path, score_tree
-from multidraft.sampling_options import probabilities
+from multidraft.decoding import autoregressive, generate
+from multidraft.runners import TorchRunner
+from multidraft.sampling_options import Sampling, probabilities
+from multidraft.step import TreePlan, draft_trees, score_trees
 from multidraft.tree import Tree, check_shape, parse_shape, shape_depth
+from tests.support.exact_law import assert_law, sequence_law
+from tests.support.models import VOCAB, tiny_llama
 
 TREES = ("1x3", "2x2", "3x2")
 PROMPT = torch.tensor([[3, 1, 4]])
@@ -108,11 +110,11 @@ def test_tree_forward_matches_each_path_recomputed(attention):
     seq = torch.tensor([3, 1, 4, 1, 5])
     tree = example_tree(int(seq[-1]))
     for cached in [0, 2, 4]:  # the tree pass also reads seq[cached:] causally
-        cache = DynamicCache()
+        runner = TorchRunner(target)
         if cached:
-            target(seq[:cached][None], past_key_values=cache, use_cache=True)
-        logits = score_tree(target, cache, seq, tree)
-        assert cache.get_seq_length() == seq.shape[0] - 1 + tree.size
+            target(seq[:cached][None], past_key_values=runner.cache, use_cache=True)
+        [logits], _ = score_trees(runner, seq, [tree])
+        assert runner.cached() == seq.shape[0] - 1 + tree.size
         for node, path in enumerate(node_paths(tree)):
             expected = full_logits(target, seq.tolist() + path)[-1]
             torch.testing.assert_close(logits[node], expected, atol=1e-5, rtol=1e-5)
@@ -123,26 +125,27 @@ def test_draft_tree_reads_each_level_with_the_tree_mask(deep_pair, shape):
     _, draft = deep_pair
     seq = torch.tensor([2, 7, 1, 6])
     sampling = Sampling(1.0, None, None, seq.device, torch.float32)
-    cache = DynamicCache()
+    runner = TorchRunner(draft)
     generator = torch.Generator().manual_seed(1)
-    tree, logits, q = draft_tree(draft, cache, seq, shape, schemes.get("rrs-wor"), sampling, generator)
+    [tree], [q], [logits], _ = draft_trees(runner, seq, [TreePlan(schemes.get("rrs-wor"), shape, generator)], sampling)
     assert tree.depth == 3 and logits.shape == q.shape == (tree.n_internal, VOCAB)
-    assert cache.get_seq_length() == seq.shape[0] - 1 + tree.n_internal  # the last level is never read
+    assert runner.cached() == seq.shape[0] - 1 + tree.n_internal  # the last level is never read
     torch.testing.assert_close(q, logits.softmax(-1))
     for node, path in enumerate(node_paths(tree)[: tree.n_internal]):
         torch.testing.assert_close(logits[node], full_logits(draft, seq.tolist() + path)[-1], atol=1e-5, rtol=1e-5)
 
 
 def test_keep_path_moves_the_path_behind_the_prefix():
-    cache = DynamicCache()
+    runner = TorchRunner(tiny_llama(0))
+    cache = runner.cache
     keys = torch.arange(10.0).reshape(1, 1, 10, 1).expand(1, 2, 10, 3)
     for layer in range(2):
         cache.update(keys.clone(), -keys.clone(), layer)
-    keep_path(cache, 4, [5, 8])
+    runner.keep_path(4, [5, 8])
     for layer in cache.layers:
         assert layer.keys[0, 1, :, 0].tolist() == [0, 1, 2, 3, 5, 8]
         assert layer.values[0, 0, :, 2].tolist() == [0, -1, -2, -3, -5, -8]
-    keep_path(cache, 3, [])
+    runner.keep_path(3, [])
     assert cache.get_seq_length() == 3
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_llama
 from multidraft.execution import PackedLinear, prepare, prepare_draft, sub_vocabulary
+from tests.support.models import tiny_llama
 
 
 @pytest.mark.parametrize("bias", [True, False])

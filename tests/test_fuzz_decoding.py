@@ -20,16 +20,15 @@ capped, so the test is deterministic and takes seconds.
 
 from __future__ import annotations
 
-from unittest import mock
-
 import torch
-from conftest import tiny_llama
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multidraft import decoding, schemes, verifiers
 from multidraft.limits import max_nodes
+from multidraft.runners import TorchRunner
 from multidraft.tree import parse_shape
+from tests.support.models import tiny_llama
 
 EXAMPLES = 150
 
@@ -116,19 +115,13 @@ def test_every_run_keeps_the_invariants(run):
     target = tiny_llama(seed, layers=layers, scale=scale, vocab=vocab)
     draft = tiny_llama(seed + 1, layers=layers, scale=scale, vocab=vocab)
     prompt, shape = run["prompt"], parse_shape(run["tree"])
-    caches = []
-
-    def new_cache():  # generate makes the target's cache, then the draft's
-        caches.append(decoding.DynamicCache())
-        return caches[-1]
-
-    with mock.patch.object(decoding, "new_cache", new_cache):
-        result = decoding.generate(
-            target, draft, torch.tensor(prompt), scheme=run["scheme"], tree=run["tree"], verifier=run["verifier"],
-            max_new_tokens=run["max_new_tokens"], temperature=run["temperature"], top_k=run["top_k"],
-            top_p=run["top_p"], eos_token_id=run["eos_token_id"], generator=torch.Generator().manual_seed(run["seed"]),
-            max_tree_nodes=max(2, max_nodes(shape, vocab)),
-        )
+    runners = TorchRunner(target), TorchRunner(draft)  # their caches are read after the run
+    result = decoding.generate(
+        *runners, torch.tensor(prompt), scheme=run["scheme"], tree=run["tree"], verifier=run["verifier"],
+        max_new_tokens=run["max_new_tokens"], temperature=run["temperature"], top_k=run["top_k"],
+        top_p=run["top_p"], eos_token_id=run["eos_token_id"], generator=torch.Generator().manual_seed(run["seed"]),
+        max_tree_nodes=max(2, max_nodes(shape, vocab)),
+    )
     out, limit = result.tokens, run["max_new_tokens"]
     eos = {run["eos_token_id"]} if isinstance(run["eos_token_id"], int) else set(run["eos_token_id"] or ())
     assert 1 <= len(out) <= limit
@@ -138,7 +131,7 @@ def test_every_run_keeps_the_invariants(run):
 
     committed = len(prompt) + sum(a + 1 for a in result.accepted_lengths)  # before the output was cut
     known = prompt + out  # the committed tokens the output still shows
-    target_cache, draft_cache = caches
+    target_cache, draft_cache = (runner.cache for runner in runners)
     check_cache(target, target_cache, known[: committed - 1], committed - 1)
     drafted = draft_cache.get_seq_length()
     assert drafted in (committed - 2, committed - 1)

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_llama
 
 from multidraft.bench.recording import record
 from multidraft.decoding import autoregressive, generate
 from multidraft.guards import NonFiniteLogits, check_finite
+from tests.support.models import tiny_llama
 
 PROMPT = torch.tensor([3, 1, 4])  # positions 0..2: step 1 reads the root at position 2
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import VOCAB, tiny_llama
 
 from multidraft import limits
 from multidraft.decoding import generate
 from multidraft.limits import DEFAULT_MAX_TREE_NODES, estimate_bytes, max_nodes
 from multidraft.tree import parse_shape
+from tests.support.models import VOCAB, tiny_llama
 
 PROMPT = torch.tensor([3, 1, 4])
 
@@ -78,9 +78,8 @@ def test_a_large_tree_that_fits_runs_and_its_masks_follow_the_drafted_nodes():
 
 
 def test_templates_count_their_nodes_and_the_cli_reports_a_refusal_in_one_line(tmp_path, capsys):
-    from tiny_pair import save_tiny_pair
-
     from multidraft.cli import main
+    from tests.support.tiny_pair import save_tiny_pair
 
     assert max_nodes(parse_shape("3/2,1,0/1,1,0"), 1000) == 1 + 3 + 3 + 2
     assert max_nodes(parse_shape("3/2,1,0/1,1,0"), 2) == 1 + 2 + 3 + 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 import torch
-from conftest import tiny_llama
 
 from multidraft.decoding import autoregressive, generate
+from tests.support.models import tiny_llama
 
 PROMPT = torch.tensor([3, 1, 4, 1, 5])
 NEW_TOKENS = 1024

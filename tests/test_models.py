@@ -173,7 +173,8 @@ def test_load_gguf_file_and_resave(tmp_path):
 
 
 def test_load_tokenizer_folder(tmp_path):
-    from tokenizers import Tokenizer, models as tmodels, pre_tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as tmodels
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"[UNK]": 0, "hello": 1, "world": 2, "draft": 3}

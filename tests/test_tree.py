@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from multidraft import schemes
-from multidraft.tree import Tree, TreeTemplate, check_shape, format_shape, level_capacity, parse_shape, shape_depth, walk
-
+from multidraft.tree import (
+    Tree,
+    TreeTemplate,
+    check_shape,
+    format_shape,
+    level_capacity,
+    parse_shape,
+    shape_depth,
+)
+from multidraft.verifiers.token import walk
 
 # -- shapes -----------------------------------------------------------------------------------------
 

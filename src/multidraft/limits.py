@@ -93,22 +93,30 @@ def estimate_bytes(
 ) -> dict[torch.device, int]:
     """Peak bytes per device of one generation's largest step (model weights excluded).
 
+    ``target`` and ``draft`` are Hugging Face models; None for a model that another
+    engine runs (its memory is that engine's to manage), which is then left out.
+
     Bounded by a step whose target forward reads the prompt and all N nodes
     (queries P + N - 1, as in the first step) with keys up to the longest
     context; the caches hold every position plus the tree; the laws are in
     the sampling dtype (float32, or float64 for float64 models).
     """
-    sampling_bytes = max(4, torch.finfo(target.dtype).bits // 8, torch.finfo(draft.dtype).bits // 8)
+    sampling_bytes = max([4, *(torch.finfo(m.dtype).bits // 8 for m in (target, draft) if m is not None)])
     widths = level_capacity(shape, vocab)
     nodes, internal, widest_read = sum(widths), sum(widths[:-1]), max(widths[:-1])  # the draft never reads the leaves
     positions = prompt_length + max_new_tokens + shape_depth(shape) + nodes
-    t, d = ModelSize.of(target, vocab), ModelSize.of(draft, vocab)
-    parts = {
-        target.device: t.cache_bytes(positions)
-        + t.forward_bytes(prompt_length + nodes - 1, positions, nodes)
-        + LAW_COPIES * nodes * vocab * sampling_bytes
-        + 2 * nodes * nodes,  # the ancestor matrix, and its padded copy while a level is added
-    }
+    parts: dict[torch.device, int] = {}
+    if target is not None:
+        t = ModelSize.of(target, vocab)
+        parts[target.device] = (
+            t.cache_bytes(positions)
+            + t.forward_bytes(prompt_length + nodes - 1, positions, nodes)
+            + LAW_COPIES * nodes * vocab * sampling_bytes
+            + 2 * nodes * nodes  # the ancestor matrix, and its padded copy while a level is added
+        )
+    if draft is None:
+        return parts
+    d = ModelSize.of(draft, vocab)
     draft_forward = max(d.forward_bytes(prompt_length, prompt_length, 1), d.forward_bytes(widest_read, positions, widest_read))
     draft_bytes = d.cache_bytes(positions) + draft_forward + (LAW_COPIES + 1) * internal * vocab * sampling_bytes
     parts[draft.device] = parts.get(draft.device, 0) + draft_bytes

@@ -8,6 +8,7 @@ is the one place where that happens.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -55,3 +56,18 @@ def probabilities(
         drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
         z = z.masked_fill(drop, -math.inf)
     return z.softmax(-1)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The processing applied to every logits row, and where / in which dtype the laws live."""
+
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    device: torch.device
+    dtype: torch.dtype
+
+    def laws(self, logits: torch.Tensor) -> torch.Tensor:
+        """Processed law [..., V] of raw logits [..., V] on the sampling device."""
+        return probabilities(logits.to(self.device, self.dtype), self.temperature, self.top_k, self.top_p)

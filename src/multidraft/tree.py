@@ -1,4 +1,4 @@
-"""Token trees: shapes, growth from the draft law, attention masks, and the verification walk (DESIGN §2).
+"""Token trees: shapes, growth from the draft law, attention masks and positions (DESIGN §2).
 
 A tree of depth D is grown from a **root**, the last committed token.  A tree
 shape ``(k_1, .., k_D)`` gives the number of drafts per node at each depth: a
@@ -15,13 +15,6 @@ nodes, depths 0..D-1) are exactly the ids ``0..n_internal - 1``.
 at position ``root_position + depth(i)`` and attends to the committed prefix
 and to its ancestors (itself included): ``ancestors[i, j]`` is True iff j is
 on the path from the root to i.
-
-**Walk.**  Starting at the root, draw ``y ~ pi(. | x_node; p_node, q_node)``
-(``scheme.verify``).  If y is one of the node's drafts, move to that child and
-repeat; otherwise emit y and stop.  At a leaf there are no drafts: emit a bonus
-token y ~ p_leaf.  Every emitted token is distributed as p at its node because
-each kernel is lossless: sum_x Q(x) pi(y | x) = p(y); by the chain rule the
-emitted sequence has exactly the target's sequence law.
 """
 
 from __future__ import annotations
@@ -32,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from multidraft.schemes.base import Scheme, sample_categorical
+from multidraft.schemes.base import Scheme
 
 _REPEAT = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
@@ -161,6 +154,11 @@ def format_shape(shape: TreeShape) -> str:
 def shape_depth(shape: TreeShape) -> int:
     """The most levels below the root."""
     return shape.depth if isinstance(shape, TreeTemplate) else len(shape)
+
+
+def widest(shape: TreeShape) -> int:
+    """The most drafts any node of the shape draws."""
+    return max(shape.counts) if isinstance(shape, TreeTemplate) else max(shape)
 
 
 def level_capacity(shape: TreeShape, vocab: int) -> list[int]:
@@ -357,43 +355,3 @@ class Tree:
     def positions(self, nodes: slice, root_position: int) -> torch.Tensor:
         """Position ids [len(nodes)]: the root's position plus the depth."""
         return root_position + self.depths[nodes]
-
-
-@dataclass
-class Walk:
-    """The outcome of one verification walk.
-
-    ``path`` are the accepted node ids (depth 1, 2, ..); ``tokens`` the
-    emitted tokens: the path's tokens, then the residual or bonus token.
-    ``visited`` are the node ids where verification ran (the root, then the
-    path nodes with children), so ``len(visited) == len(path) + 1`` unless the
-    walk ended at a leaf.
-    """
-
-    path: list[int]
-    tokens: list[int]
-    visited: list[int]
-
-    @property
-    def accepted(self) -> int:
-        return len(self.path)
-
-
-def walk(tree: Tree, scheme: Scheme, p: torch.Tensor, q: torch.Tensor, generator: torch.Generator | None) -> Walk:
-    """Verify the tree from the root (see module docstring).
-
-    ``p`` [N, V]: the target's law at every node; ``q`` [n_internal, V]: the
-    draft's law at every internal node (both processed identically).
-    """
-    node, path, visited = 0, [], []
-    tokens = tree.tokens.tolist()
-    while tree.has_drafts(node):
-        visited.append(node)
-        drafts = tree.drafts_of(node)  # [k]
-        token, accepted = scheme.verify(p[node], q[node], drafts, generator)
-        if not bool(accepted):
-            return Walk(path, [tokens[i] for i in path] + [int(token)], visited)
-        node = int(tree.children_of(node)[drafts == token][0])
-        path.append(node)
-    bonus = int(sample_categorical(p[node], generator))
-    return Walk(path, [tokens[i] for i in path] + [bonus], visited)

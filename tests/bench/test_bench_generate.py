@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_llama
 
 from multidraft.bench import generate as bench
 from multidraft.bench import paired
 from multidraft.bench.inputs import ModelPair
 from multidraft.bench.stats import MIN_PROMPTS, format_interval, paired_ratio_difference, ratio_interval
 from multidraft.bench.store import ResultStore
+from tests.support.models import tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from multidraft.bench.prediction import prediction_rows
 from multidraft.planning.cost import predict_generation
 from multidraft.tree import parse_shape
-from planning.test_planning import flat_rates, linear_profile
+from tests.support.planning import flat_rates, linear_profile
 
 
 def run_record(config: str, seconds: float, tokens: int, calls: int, accepted: list[int]) -> dict:

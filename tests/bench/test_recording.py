@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_llama
 from multidraft.bench.recording import Recording, record, truncate
 from multidraft.sampling_options import probabilities
+from tests.support.models import tiny_llama
 
 
 def test_truncate_keeps_top_tokens_and_exact_tails():

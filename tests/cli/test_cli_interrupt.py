@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from tiny_pair import WORDS, save_tiny_pair
+from tests.support.tiny_pair import WORDS, save_tiny_pair
 
 
 def test_ctrl_c_keeps_the_text_and_reports_the_steps(tmp_path):

@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from tiny_pair import save_tiny_pair
 
 from multidraft.bench.recording import COLUMNS, Recording
 from multidraft.cli import main
 from multidraft.cli.record import journal_path
+from tests.support.tiny_pair import save_tiny_pair
 
 PROMPTS = 10
 RECORD = ["--prompts", str(PROMPTS), "--new-tokens", "150", "--max-prompt-tokens", "8", "--top-n", "8",

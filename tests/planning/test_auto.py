@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_llama
 
 from multidraft import planning
-from multidraft.decoding import generate
+from multidraft.api import generate
 from multidraft.planning.acceptance import PLANNED
+from tests.support.models import tiny_llama
 
 
 @pytest.fixture()

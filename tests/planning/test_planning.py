@@ -7,32 +7,12 @@ import math
 import pytest
 import torch
 
-from multidraft.planning.acceptance import PLANNED, RankRates, rank_rates
+from multidraft.planning.acceptance import rank_rates
 from multidraft.planning.cost import expected_tree, predict_generation, predict_step, template_of
 from multidraft.planning.planner import best_per_scheme, candidates, grown_templates, plan
-from multidraft.planning.profile import ForwardCosts, Profile
+from multidraft.planning.profile import ForwardCosts
 from multidraft.tree import TreeTemplate, parse_shape
-
-
-def flat_rates(a: float) -> RankRates:
-    """Every scheme and k: the child of rank i is entered with probability a * (1 - a)^i and always exists."""
-    rates = {}
-    for name, ks in PLANNED.items():
-        for k in ks:
-            rates[f"{name}:{k}"] = {"accept": [a * (1 - a) ** i for i in range(k)], "new": [1.0] * k,
-                                    "accept_se": [0.0] * k}
-    return RankRates(1.0, None, None, 1, 1, rates)
-
-
-def linear_profile(target_per_query: float, draft_one: float) -> Profile:
-    """Target: 0.1 s plus ``target_per_query`` per query; draft: ``draft_one`` flat; no overheads."""
-    queries = [1, 2, 64, 256]
-    target = ForwardCosts(queries, [0, 512], [[0.1 + target_per_query * q for q in queries]] * 2)
-    draft = ForwardCosts(queries, [0, 512], [[draft_one] * len(queries)] * 2)
-    keys = [f"{name}:{k}" for name, ks in PLANNED.items() for k in ks]
-    zero = {"laws_call": 0.0, "laws_row": 0.0, "tree_level": 0.0, "keep_path": 0.0,
-            "drafts": {key: [0.0, 0.0] for key in keys}, "verify": {key: 0.0 for key in keys}}
-    return Profile({}, {}, target, draft, zero)
+from tests.support.planning import flat_rates, linear_profile
 
 
 def test_forward_costs_interpolate_linearly():

@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_sampling import SIGNIFICANCE, chi_square_pvalue
 
-from cases import near_certain
 from multidraft.schemes import draws
 from multidraft.schemes.base import BLOCK
-from multidraft.theory.draft_laws import enumerate_law, greedy_fixed_tokens
+from multidraft.schemes.draft_laws import enumerate_law, greedy_fixed_tokens
+from tests.support.cases import near_certain
+from tests.support.chi_square import SIGNIFICANCE, chi_square_pvalue
 
 DRAWS = 200_000
 CHUNK = 25_000  # rows per call, so that a [CHUNK, V] copy stays small for V = 300

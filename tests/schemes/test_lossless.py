@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cases import pairs
 from multidraft import schemes
 from multidraft.theory import acceptance, acceptance_by_enumeration, optimal_acceptance, output_law
+from tests.support.cases import pairs
 
 TOLERANCE = 1e-12
 CASES = pairs(540, seed=2024)

@@ -12,29 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.stats
 import torch
 
-from cases import near_certain
 from multidraft import schemes
-from multidraft.theory.draft_laws import enumerate_law
+from multidraft.schemes.draft_laws import enumerate_law
+from tests.support.cases import near_certain
+from tests.support.chi_square import SIGNIFICANCE, chi_square_pvalue
 
-SIGNIFICANCE = 1e-4
 DRAWS = 200_000
-
-
-def chi_square_pvalue(observed: np.ndarray, expected_probs: np.ndarray) -> float:
-    """Pearson's test; impossible cells are dropped, cells with expected count < 5 pooled into one."""
-    possible = expected_probs > 0
-    observed, expected = observed[possible], expected_probs[possible] * observed.sum()
-    small = expected < 5
-    if small.any():
-        observed = np.append(observed[~small], observed[small].sum())
-        expected = np.append(expected[~small], expected[small].sum())
-    if observed.size < 2:
-        return 1.0
-    expected *= observed.sum() / expected.sum()
-    return float(scipy.stats.chisquare(observed, expected).pvalue)
 
 
 def joint_law(name: str, p: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:

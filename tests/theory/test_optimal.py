@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import near_certain, pairs
 
-from multidraft.theory.draft_laws import enumerate_law
+from multidraft.schemes.draft_laws import enumerate_law
 from multidraft.theory.lp import optimal_acceptance_lp, optimal_coupling
 from multidraft.theory.optimal import _prefix_sums, _wor_miss, _wor_pair_miss, optimal_acceptance
+from tests.support.cases import near_certain, pairs
 
 LAWS = ("iid", "wor", "hub", "greedy")
 

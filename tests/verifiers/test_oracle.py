@@ -16,10 +16,10 @@ import zlib
 import numpy as np
 import pytest
 
-from oracle import drafted_trees, emitted_law, node_laws, table, target_law
 from multidraft import schemes, verifiers
-from multidraft.verifiers.base import branching
 from multidraft.tree import check_shape, format_shape, parse_shape, shape_depth
+from multidraft.verifiers.base import branching
+from tests.support.oracle import drafted_trees, emitted_law, node_laws, table, target_law
 
 TOLERANCE = 1e-12
 VOCAB = 3

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cases import pairs
 from multidraft import schemes, theory, verifiers
-from multidraft.theory.draft_laws import enumerate_law
+from multidraft.schemes.draft_laws import enumerate_law
 from multidraft.tree import Tree
+from tests.support.cases import pairs
 
 
 @pytest.mark.parametrize("name", [n for n in schemes.names() if n != "otm"])

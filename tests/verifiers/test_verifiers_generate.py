@@ -14,11 +14,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from exact_law import assert_law, sequence_law
 
 from multidraft.cli import main
 from multidraft.decoding import generate
 from multidraft.tree import parse_shape, shape_depth
+from tests.support.exact_law import assert_law, sequence_law
 
 RUNS = 400
 PROMPT = torch.tensor([[3, 1, 4]])

@@ -8,9 +8,9 @@ import pytest
 import scipy.stats
 import torch
 
-from oracle import drafted_trees, node_laws, table
 from multidraft import schemes, verifiers
 from multidraft.tree import parse_shape
+from tests.support.oracle import drafted_trees, node_laws, table
 
 SIGNIFICANCE = 1e-4
 DRAWS = 3000

@@ -24,9 +24,9 @@ import itertools
 import numpy as np
 import pytest
 
-from oracle import KINDS, drafted_trees, emitted_law, node_laws, table, target_law
 from multidraft import schemes, verifiers
 from multidraft.tree import parse_shape, shape_depth
+from tests.support.oracle import KINDS, drafted_trees, emitted_law, node_laws, table, target_law
 
 TABLES = [(vocab, seed, kinds) for vocab in (3, 4) for seed in range(6) for kinds in (KINDS, ("dirichlet",))]
 

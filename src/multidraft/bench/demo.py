@@ -54,10 +54,11 @@ def print_committed() -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from multidraft.api import generate
     from multidraft.bench import generate as bench
     from multidraft.bench.inputs import encode, load_pair, pick_prompts
     from multidraft.bench.store import ResultStore
-    from multidraft.decoding import generate
+    from multidraft.bench.tables import generate_markdown
     from multidraft.sampling_options import check_options
 
     check_options(1.0, args.top_k, args.top_p)
@@ -87,7 +88,5 @@ def run_demo(args: argparse.Namespace) -> int:
     bench.warm_up(pair, configs, prompts[0])
     bench.run(pair, prompts, store, configs=configs, temperatures=[1.0], new_tokens=SMALL_TOKENS,
               top_k=args.top_k, top_p=args.top_p)
-    from multidraft.cli.bench import generate_markdown
-
     print(generate_markdown(bench.summarise(store.records())))
     return 0

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import torch
 
 from multidraft import schemes, verifiers
+from multidraft.api import generate
 from multidraft.bench.stats import paired_ratio_difference, paired_ratio_quotient, ratio_interval
-from multidraft.decoding import GenerationResult, autoregressive, generate
+from multidraft.decoding import GenerationResult, autoregressive
 from multidraft.tree import check_shape, format_shape, parse_shape
 
 AUTOREGRESSIVE = "autoregressive"

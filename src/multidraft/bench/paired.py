@@ -5,7 +5,7 @@ in the difference: each run sees other contexts and other drafts.  Here the
 schemes are compared **at the same contexts**.  Generation goes step by step;
 at each step every draft law drafts its own tree from the same committed
 text, all trees are read together (one draft forward per level, one target
-forward: :mod:`multidraft.forest`), and each compared verifier's exact expected
+forward: :func:`multidraft.step.speculative_step`), and each compared verifier's exact expected
 number of tokens given that same tree and p, q at its nodes is recorded (the Rao-Blackwellised tokens per
 step, :meth:`multidraft.verifiers.base.Verifier.expected_tokens`), for the
 tree and for its cuts at every smaller depth (a uniform ``KxD`` tree cut at
@@ -41,9 +41,9 @@ import torch
 
 from multidraft import schemes, verifiers
 from multidraft.bench.stats import paired_ratio_difference, ratio_interval
-from multidraft.decoding import Sampling, check_request, keep_path, new_cache
-from multidraft.execution import prepare
-from multidraft.forest import draft_forest, score_forest
+from multidraft.decoding import check_request, sampling_of
+from multidraft.runners import as_runner
+from multidraft.step import TreePlan, speculative_step
 from multidraft.tree import check_shape, parse_shape, shape_depth
 from multidraft.verifiers.token import integrated_tokens
 
@@ -79,44 +79,38 @@ def paired_steps(target, draft, prompt: torch.Tensor, *, names: Sequence[str], t
     """
     check_plan(names, tree)
     shape = parse_shape(tree)
+    target, draft = as_runner(target), as_runner(draft)
     seq, _ = check_request(target, prompt, new_tokens, temperature, top_k, top_p, None, None)
-    prepare(target)
-    prepare(draft)
     device = target.device
-    sampling = Sampling(temperature, top_k, top_p, device, torch.promote_types(target.dtype, torch.float32))
+    sampling = sampling_of(target, None, temperature, top_k, top_p)
     generator = torch.Generator(device=device).manual_seed(seed)
-    target_cache, draft_cache = new_cache(), new_cache()
+    target.reset()
+    draft.reset()
     depths = shape_depth(shape)
     expected = {name: {depth: [] for depth in range(1, depths + 1)} for name in names}
     integrated = {name: {depth: [] for depth in range(1, depths + 1)} for name in names if integrable(name, shape)}
     out: list[int] = []
     step = 0
     drafted_by = list(dict.fromkeys(entry(name)[0] for name in names))  # each draft law drafts once per step
-    laws_of = [schemes.get(name) for name in drafted_by]
-    drafting = [torch.Generator(device=device) for _ in drafted_by]  # one seed per step for all: common random numbers
+    # one seed per step for all draft laws: common random numbers
+    plans = [TreePlan(schemes.get(name), shape, torch.Generator(device=device)) for name in drafted_by]
     while len(out) < new_tokens:
-        n = seq.shape[0]
         step_seed = int(torch.randint(2**62, (1,), generator=generator, device=device))
-        for stream in drafting:
-            stream.manual_seed(step_seed)
-        trees, q_laws, draft_keys = draft_forest(draft, draft_cache, seq, shape, laws_of, sampling, drafting, step=step + 1)
-        logits, target_keys = score_forest(target, target_cache, seq, trees, step=step + 1)
-        p_laws = [sampling.laws(rows) for rows in logits]  # [N_s, V] per tree
-        for drafted, scheme, p, q in zip(trees, laws_of, p_laws, q_laws):
-            for name in (name for name in names if entry(name)[0] == scheme.name):  # same tree, each verifier
+        for plan in plans:
+            plan.generator.manual_seed(step_seed)
+        driver = names[step % len(names)]
+        taken = speculative_step(target, draft, seq, plans, sampling, verifiers.get(entry(driver)[1]), generator,
+                                 driver=drafted_by.index(entry(driver)[0]), step=step + 1)
+        for drafted, plan, p, q in zip(taken.trees, plans, taken.p, taken.q):
+            for name in (name for name in names if entry(name)[0] == plan.scheme.name):  # same tree, each verifier
                 rule = verifiers.get(entry(name)[1])
-                given_tree = [rule.expected_tokens(cut, scheme, p[: cut.size], q[: cut.n_internal])
+                given_tree = [rule.expected_tokens(cut, plan.scheme, p[: cut.size], q[: cut.n_internal])
                               for cut in map(drafted.truncated, range(1, drafted.depth + 1))]
                 _append(expected[name], given_tree, depths)
                 if name in integrated:
-                    _append(integrated[name], integrated_tokens(drafted, scheme, p, q), depths)
-        driver = names[step % len(names)]
-        s = drafted_by.index(entry(driver)[0])
-        walk = verifiers.get(entry(driver)[1]).verify(trees[s], laws_of[s], p_laws[s], q_laws[s], generator)
-        keep_path(target_cache, n, [n - 1 + target_keys[s][node] for node in walk.path])
-        keep_path(draft_cache, n, [n - 1 + draft_keys[s][node] for node in walk.path if node in draft_keys[s]])
-        seq = torch.cat([seq, torch.tensor(walk.tokens, device=device)])
-        out += walk.tokens
+                    _append(integrated[name], integrated_tokens(drafted, plan.scheme, p, q), depths)
+        seq = torch.cat([seq, torch.tensor(taken.walk.tokens, device=device)])
+        out += taken.walk.tokens
         step += 1
     return {"expected": expected, "integrated": integrated, "tokens": out[:new_tokens]}
 

@@ -44,8 +44,10 @@ import torch
 
 from multidraft import __version__
 from multidraft.bench.store import ResultStore, replace_atomically
-from multidraft.decoding import autoregressive, causal_visibility, forward, new_cache
+from multidraft.decoding import autoregressive
 from multidraft.guards import check_finite
+from multidraft.planning.acceptance import truncate
+from multidraft.runners import as_runner, read_as_decoder
 from multidraft.sampling_options import check_options, probabilities
 
 #: The per-position arrays and their dtypes (how they read back from a journal).
@@ -90,19 +92,6 @@ class Recording:
             return cls(header=json.loads(str(data["header"])), **{name: data[name] for name in COLUMNS})
 
 
-def truncate(p: torch.Tensor, q: torch.Tensor, top_n: int) -> tuple[torch.Tensor, ...]:
-    """Keep the ``top_n`` tokens of largest p + q: [P, V] float64 -> ids, p, q [P, N], tails [P].
-
-    The tails are sums of the dropped entries (not 1 - kept), free of cancellation.
-    """
-    n = min(top_n, p.shape[-1])
-    ids = torch.topk(p + q, n, dim=-1).indices  # [P, N]
-    p_top, q_top = p.gather(-1, ids), q.gather(-1, ids)
-    p_tail = p.scatter(-1, ids, 0).sum(-1)
-    q_tail = q.scatter(-1, ids, 0).sum(-1)
-    return ids, p_top, q_top, p_tail, q_tail
-
-
 @torch.no_grad()
 def record_prompt(
     target, draft, prompt: torch.Tensor, index: int, *, temperature: float, top_k: int | None, top_p: float | None,
@@ -118,25 +107,13 @@ def record_prompt(
     span = slice(len(prompt) - 1, sequence.shape[1] - 1)
     laws = []
     for role, logits in (("target", target(sequence.to(target.device)).logits[0, span]),
-                         ("draft", read_as_decoder(draft, sequence[0], len(prompt)))):
+                         ("draft", read_as_decoder(as_runner(draft), sequence[0], len(prompt)))):
         logits = logits.double().cpu()
         check_finite(logits, role, range(span.start, span.stop), at=f"prompt {index}")
         laws.append(probabilities(logits, temperature, top_k, top_p))
     ids, p_top, q_top, p_tail, q_tail = truncate(laws[0], laws[1], top_n)
     values = [value.numpy() for value in (ids, p_top, q_top, p_tail, q_tail)]
     return dict(zip(COLUMNS, [*values, np.full(len(ids), index)]))
-
-
-def read_as_decoder(model, sequence: torch.Tensor, prompt_length: int) -> torch.Tensor:
-    """Logits [len(sequence) - prompt_length, V] at positions prompt_length - 1 .. end - 1 of ``sequence`` [L]:
-    the prompt in one forward, then one token per forward with the model's cache (module docstring)."""
-    cache = new_cache()
-    rows = [forward(model, cache, sequence[:prompt_length], torch.arange(prompt_length),
-                    causal_visibility(0, prompt_length, sequence.device), 1)]
-    for position in range(prompt_length, len(sequence) - 1):
-        rows.append(forward(model, cache, sequence[position : position + 1], torch.tensor([position]),
-                            torch.ones(1, position + 1, dtype=torch.bool), 1))
-    return torch.cat(rows)
 
 
 def record(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from multidraft.bench.tables import differences_markdown, generate_markdown, paired_markdown, token_markdown
 from multidraft.cli.options import add_model_arguments, add_sampling_arguments, check_sampling, number_list
 
 DEFAULT_OUT = Path("benchmarks/results")
@@ -146,62 +147,6 @@ def _token_outputs(recordings, ks, mc_draws, out: Path) -> list[dict]:
     return rows
 
 
-def token_markdown(rows: list[dict]) -> str:
-    from multidraft.bench.report import markdown_table
-
-    return markdown_table(
-        rows,
-        [
-            ("temperature", "T"),
-            ("scheme", "scheme"),
-            ("k", "k"),
-            ("draft_law", "draft law"),
-            ("acceptance", "acceptance"),
-            ("acceptance_se", "± s.e."),
-            ("optimal_own_law", "α* own law"),
-            ("gap_to_own_optimum", "gap"),
-            ("best_optimal", "best α*"),
-            ("method", "method"),
-        ],
-    )
-
-
-def _interval(value) -> str:
-    from multidraft.bench.stats import format_interval
-
-    return format_interval(value)
-
-
-def generate_markdown(rows: list[dict]) -> str:
-    from multidraft.bench.report import markdown_table
-
-    shown = [{**row, "tps_ci": _interval(row.get("tokens_per_second_ci95")),
-              "speedup_ci": _interval(row.get("speedup_ci95")),
-              "be_ci": _interval(row.get("block_efficiency_ci95")),
-              "rb_ci": _interval(row.get("expected_block_efficiency_ci95")) if "expected_block_efficiency" in row else "",
-              "verification_pct": 100 * row["verification_share"]} for row in rows]
-    return markdown_table(shown, [
-        ("temperature", "T"), ("config", "configuration"), ("prompts", "prompts"), ("tokens_per_second", "tokens/s"),
-        ("tps_ci", "95% CI"), ("speedup", "speedup"), ("speedup_ci", "95% CI"),
-        ("block_efficiency", "tokens/call (realised)"), ("be_ci", "95% CI"),
-        ("expected_block_efficiency", "tokens/call (exact expectation)"), ("rb_ci", "95% CI"),
-        ("verification_pct", "verification %"),
-    ])
-
-
-def differences_markdown(rows: list[dict]) -> str:
-    from multidraft.bench.report import markdown_table
-    from multidraft.bench.stats import format_interval
-
-    shown = [{**row, "e_ci": format_interval(row["delta_expected_ci95"], signed=True),
-              "r_ci": format_interval(row["delta_realised_ci95"], signed=True)} for row in rows]
-    return markdown_table(shown, [
-        ("temperature", "T"), ("comparison", "comparison"), ("prompts", "prompts"),
-        ("delta_expected", "Δ tokens/call (exact expectation)"), ("e_ci", "95% CI"),
-        ("delta_realised", "Δ tokens/call (realised)"), ("r_ci", "95% CI"),
-    ])
-
-
 def _comparisons(labels: list[str]) -> list[tuple[str, str]]:
     """spechub against rrs and rrs-wor at every tree run for all three; other verifiers against token."""
     pairs = []
@@ -267,28 +212,6 @@ def run_generate(args: argparse.Namespace) -> int:
     write_generate_report(store, args.out, args.name)
     print((args.out / f"{args.name}.md").read_text())
     return 0
-
-
-def paired_markdown(rows: list[dict], gains: list[dict]) -> str:
-    from multidraft.bench.report import markdown_table
-    from multidraft.bench.stats import format_interval
-
-    table = markdown_table([{**r, "ci": format_interval(r["ci95"]), "integrated": _blank(r["integrated_tokens_per_step"]),
-                             "integrated_ci": "—" if r["integrated_tokens_per_step"] is None
-                             else format_interval(r["integrated_ci95"])} for r in rows], [
-        ("temperature", "T"), ("scheme", "scheme"), ("depth", "depth"), ("prompts", "prompts"), ("steps", "steps"),
-        ("expected_tokens_per_step", "E tokens/call given tree"), ("ci", "95% CI"),
-        ("integrated", "integrated"), ("integrated_ci", "95% CI")])
-    differences = markdown_table([{**g, "ci": format_interval(g["ci95"], signed=True),
-                                   "given_ci": format_interval(g["given_tree_ci95"], signed=True)} for g in gains], [
-        ("temperature", "T"), ("depth", "depth"), ("comparison", "comparison"), ("prompts", "prompts"),
-        ("estimator", "estimator"), ("delta", "Δ E tokens/call"), ("ci", "95% CI"),
-        ("given_tree_delta", "Δ given tree"), ("given_ci", "95% CI")])
-    return table + "\n\n" + differences
-
-
-def _blank(value):
-    return "—" if value is None else value
 
 
 def run_paired(args: argparse.Namespace) -> int:

@@ -68,8 +68,8 @@ class Streamer:
 
 
 def run(args: argparse.Namespace) -> int:
+    from multidraft.api import generate
     from multidraft.bench.inputs import load_pair
-    from multidraft.decoding import generate
 
     # Every argument is checked before a model is loaded.
     scheme = schemes.get(args.scheme)

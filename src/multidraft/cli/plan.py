@@ -110,10 +110,13 @@ def run_plan(args: argparse.Namespace) -> int:
         rates = rates_from_recording(recording)
         rates.save(planning.rates_path(pair.target, pair.draft, args.temperature, args.top_k, args.top_p))
     else:
+        from multidraft.api import pilot_rates
         from multidraft.bench.inputs import encode, pick_prompts
 
         prompt = encode(pair.tokenizer, pick_prompts(1)[0], args.prompt_tokens)
-        rates = planning.cached_rates(pair.target, pair.draft, prompt, args.temperature, args.top_k, args.top_p)
+        rates = planning.cached_rates(pair.target, pair.draft, args.temperature, args.top_k, args.top_p,
+                                      lambda: pilot_rates(pair.target, pair.draft, prompt, args.temperature,
+                                                          args.top_k, args.top_p))
     context = args.prompt_tokens + args.new_tokens / 2
     choices = plan(profile, rates, context=context, max_nodes=args.max_nodes)
     shown = []

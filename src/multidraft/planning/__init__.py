@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from multidraft.planning.acceptance import RankRates, rank_rates
+from multidraft.planning.acceptance import PLANNED, RankRates
+from multidraft.planning.cost import predict_step
 from multidraft.planning.planner import Choice, plan
 from multidraft.planning.profile import Profile, machine_description, measure
-
-#: Tokens the target samples from the prompt to measure acceptance when no rates are cached.
-PILOT_TOKENS = 32
-#: Tokens of largest p + q kept per pilot position (the rest merged into one tail token).
-PILOT_TOP_N = 256
+from multidraft.tree import TreeTemplate, parse_shape
 
 
 def plans_dir() -> Path:
@@ -81,49 +77,18 @@ def cached_profile(target, draft, progress=None) -> Profile:
     return profile
 
 
-@torch.no_grad()
-def pilot_rates(target, draft, prompt: torch.Tensor, temperature: float, top_k, top_p) -> RankRates:
-    """Rank acceptance at the positions of a short target sample from ``prompt`` (own fixed seed).
-
-    The draft reads the sample as the decoder reads it (:func:`multidraft.bench.recording.read_as_decoder`).
-    """
-    from multidraft.bench.recording import read_as_decoder, truncate
-    from multidraft.decoding import autoregressive
-    from multidraft.sampling_options import probabilities
-
-    from multidraft.execution import prepare
-
-    prepare(draft)
-    prompt = prompt.reshape(-1).to(target.device)
-    sample = autoregressive(target, prompt, max_new_tokens=PILOT_TOKENS, temperature=temperature, top_k=top_k,
-                            top_p=top_p, generator=torch.Generator(device=target.device).manual_seed(0)).tokens
-    sequence = torch.cat([prompt, torch.tensor(sample, device=prompt.device)])[None]
-    rows = slice(prompt.numel() - 1, sequence.shape[1] - 1)
-    p = probabilities(target(sequence).logits[0, rows].double(), temperature, top_k, top_p)
-    q = probabilities(read_as_decoder(draft, sequence[0], prompt.numel()).double(), temperature, top_k, top_p)
-    _, p_top, q_top, p_tail, q_tail = truncate(p, q, PILOT_TOP_N)
-    p_rows = torch.cat([p_top, p_tail[:, None]], -1)
-    q_rows = torch.cat([q_top, q_tail[:, None]], -1)
-    return rank_rates(p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p,
-                      sequence=[0] * p_rows.shape[0])
-
-
-def cached_rates(target, draft, prompt, temperature: float, top_k, top_p) -> RankRates:
+def cached_rates(target, draft, temperature: float, top_k, top_p, estimate: Callable[[], RankRates]) -> RankRates:
+    """The cached rank rates of the pair and sampling options; ``estimate()`` them and cache them if missing."""
     path = rates_path(target, draft, temperature, top_k, top_p)
     if path.is_file():
         return RankRates.load(path)
-    rates = pilot_rates(target, draft, prompt, temperature, top_k, top_p)
+    rates = estimate()
     rates.save(path)
     return rates
 
 
-def auto_choice(target, draft, prompt, *, scheme: str, tree, temperature: float, top_k, top_p,
-                context: float) -> Choice:
+def auto_choice(profile: Profile, rates: RankRates, *, scheme: str, tree, context: float) -> Choice:
     """The plan's best (scheme, tree); a ``scheme`` or ``tree`` other than "auto" restricts the search to it."""
-    from multidraft.planning.acceptance import PLANNED
-    from multidraft.planning.cost import predict_step
-    from multidraft.tree import TreeTemplate, parse_shape
-
     names = tuple(PLANNED) if scheme == "auto" else (scheme,)
     if scheme != "auto" and scheme not in PLANNED:
         raise ValueError(f"the planner does not cover scheme {scheme!r}; it plans over {', '.join(PLANNED)}")
@@ -133,8 +98,6 @@ def auto_choice(target, draft, prompt, *, scheme: str, tree, temperature: float,
         names = tuple(name for name in names if ks <= set(PLANNED[name]))
         if not names:
             raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
-    profile = cached_profile(target, draft)
-    rates = cached_rates(target, draft, prompt, temperature, top_k, top_p)
     if shape is None:
         return plan(profile, rates, schemes=names, context=context)[0]
     steps = {name: predict_step(profile, rates, name, shape, context) for name in names}

@@ -107,3 +107,15 @@ def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates
     return rank_rates(p, q, temperature=header.get("temperature"), top_k=header.get("top_k"),
                       top_p=header.get("top_p"), draws=draws, seed=seed, sequence=recording.prompt_index.tolist())
 
+
+def truncate(p: torch.Tensor, q: torch.Tensor, top_n: int) -> tuple[torch.Tensor, ...]:
+    """Keep the ``top_n`` tokens of largest p + q: [P, V] float64 -> ids, p, q [P, N], tails [P].
+
+    The tails are sums of the dropped entries (not 1 - kept), free of cancellation.
+    """
+    n = min(top_n, p.shape[-1])
+    ids = torch.topk(p + q, n, dim=-1).indices  # [P, N]
+    p_top, q_top = p.gather(-1, ids), q.gather(-1, ids)
+    p_tail = p.scatter(-1, ids, 0).sum(-1)
+    q_tail = q.scatter(-1, ids, 0).sum(-1)
+    return ids, p_top, q_top, p_tail, q_tail

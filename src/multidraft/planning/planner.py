@@ -96,7 +96,7 @@ def grown_templates(rates: RankRates, scheme: str, max_nodes: int) -> list[TreeT
 def _as_template(nodes, drafts) -> TreeTemplate:
     """Breadth-first levels of draft counts: children in parent order, then rank order."""
     children: dict[int, list[int]] = {}
-    for index, (parent, rank, _, _) in enumerate(nodes):
+    for index, (parent, _, _, _) in enumerate(nodes):
         if parent >= 0:
             children.setdefault(parent, []).append(index)
     levels, level = [], [0]

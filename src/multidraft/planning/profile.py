@@ -2,7 +2,7 @@
 
 What a decoding step costs is measured, not assumed:
 
-* **forwards**: seconds of :func:`multidraft.decoding.forward` of the target
+* **forwards**: seconds of a runner's forward (:mod:`multidraft.runners`) of the target
   and of the draft against the number of query tokens Q (1..64, plus prompt
   lengths for the prefill) at two context lengths, on the execution path the
   decoder uses (:mod:`multidraft.execution`), each point the median of a few
@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from multidraft import schemes
-from multidraft.decoding import Sampling, forward, keep_path, new_cache, output_size
-from multidraft.execution import prepare
 from multidraft.planning.acceptance import PLANNED
+from multidraft.runners import Runner, as_runner, causal_visibility
+from multidraft.sampling_options import Sampling
 from multidraft.tree import Tree
 
 QUERIES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -116,24 +116,22 @@ def machine_description() -> dict:
 
 
 @torch.no_grad()
-def forward_costs(model, queries: Sequence[int], contexts: Sequence[int], repeats: int = 3) -> ForwardCosts:
+def forward_costs(runner: Runner, queries: Sequence[int], contexts: Sequence[int], repeats: int = 3) -> ForwardCosts:
     """Median seconds of a ``queries``-token forward after ``context`` cached tokens, all logits kept."""
-    prepare(model)
-    vocab = output_size(model)
+    vocab = runner.vocab_size
     generator = torch.Generator().manual_seed(0)
     seconds = []
     for context in contexts:
-        cache = new_cache()
+        runner.reset()
         tokens = torch.randint(0, min(vocab, 30000), (context + max(queries),), generator=generator)
-        forward(model, cache, tokens[:context], torch.arange(context),
-                torch.ones(context, context, dtype=torch.bool).tril(), 1)
+        runner.forward(tokens[:context], torch.arange(context), causal_visibility(0, context), 1)
         row = []
         for q in queries:
-            visible = torch.ones(q, context + q, dtype=torch.bool).tril(context)
+            visible = causal_visibility(context, q)
 
             def once():
-                forward(model, cache, tokens[context : context + q], torch.arange(context, context + q), visible, q)
-                keep_path(cache, context, [])
+                runner.forward(tokens[context : context + q], torch.arange(context, context + q), visible, q)
+                runner.keep_path(context, [])
 
             row.append(median_seconds(once, repeats if q <= 64 else 1))
         seconds.append(row)
@@ -148,7 +146,7 @@ def _laws(vocab: int, rows: int, generator) -> torch.Tensor:
     return torch.softmax(logits, -1)
 
 
-def overhead_costs(vocab: int, model, repeats: int = 5) -> dict:
+def overhead_costs(vocab: int, runner: Runner, repeats: int = 5) -> dict:
     """Seconds of the step's work outside the forwards (see module docstring), on [rows, vocab] tensors."""
     generator = torch.Generator().manual_seed(0)
     sampling = Sampling(1.0, None, None, torch.device("cpu"), torch.float32)
@@ -171,11 +169,11 @@ def overhead_costs(vocab: int, model, repeats: int = 5) -> dict:
         tree.visibility(tree.level(1), prefix=200)
         tree.positions(tree.level(1), 200)
 
-    cache = new_cache()
-    forward(model, cache, torch.arange(256) % vocab, torch.arange(256), torch.ones(256, 256, dtype=torch.bool).tril(), 1)
+    runner.reset()
+    runner.forward(torch.arange(256) % vocab, torch.arange(256), causal_visibility(0, 256), 1)
 
     def cut():
-        keep_path(cache, 250, [250, 251])  # the same copies every time: the cache stays 252 long
+        runner.keep_path(250, [250, 251])  # the same copies every time: the cache stays 252 long
 
     return {
         "laws_call": max(laws_1 - (laws_16 - laws_1) / 15, 0.0),
@@ -252,12 +250,13 @@ def measure(target, draft, names: dict, *, queries=QUERIES, contexts=CONTEXTS, p
     contexts = [c for c in contexts if c + longest <= limit] or [max(limit - longest, 0)]
     say("roofline")
     machine = machine_roofline()
+    target_runner, draft_runner = as_runner(target), as_runner(draft)
     say("target forwards")
-    target_costs = forward_costs(target, [*queries, *prefill], contexts)
+    target_costs = forward_costs(target_runner, [*queries, *prefill], contexts)
     say("draft forwards")
-    draft_costs = forward_costs(draft, [*queries, *prefill], contexts)
+    draft_costs = forward_costs(draft_runner, [*queries, *prefill], contexts)
     say("per-step overheads")
-    overheads = overhead_costs(output_size(target), target)
+    overheads = overhead_costs(target_runner.vocab_size, target_runner)
     roofline = dict(machine)
     for role, model, costs in (("target", target, target_costs), ("draft", draft, draft_costs)):
         count, size = linear_parameters(model)

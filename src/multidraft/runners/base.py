@@ -57,3 +57,24 @@ class Runner(Protocol):
 
     def check(self, role: str, total_length: int) -> None:
         """``ValueError`` naming ``role`` unless this runner can decode trees over ``total_length`` positions."""
+
+
+def causal_visibility(past: int, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """bool [n, past + n]: n consecutive tokens after ``past`` cached ones, each seeing itself and before."""
+    return torch.ones(n, past + n, dtype=torch.bool, device=device).tril(past)
+
+
+def read_as_decoder(runner: Runner, sequence: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """Logits [len(sequence) - prompt_length, V] at positions prompt_length - 1 .. end - 1 of ``sequence`` [L],
+    read as the decoder reads a draft: the prompt in one forward, then one token per forward with the cache.
+
+    (A dynamically quantised model scales each forward's activations by their own range, so a whole-text
+    forward gives other logits than the decoder's forwards of a few tokens.)
+    """
+    runner.reset()
+    rows = [runner.forward(sequence[:prompt_length], torch.arange(prompt_length),
+                           causal_visibility(0, prompt_length), 1)]
+    for position in range(prompt_length, len(sequence) - 1):
+        rows.append(runner.forward(sequence[position : position + 1], torch.tensor([position]),
+                                   causal_visibility(position, 1), 1))
+    return torch.cat(rows)

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from multidraft.schemes import greedy, kseq, otm, rrs, rrs_wor, sps, spechub, topk
-from multidraft.schemes.base import Sampled, Scheme, Verified, VerificationLaw
+from multidraft.schemes import greedy, kseq, otm, rrs, rrs_wor, spechub, sps, topk
+from multidraft.schemes.base import Sampled, Scheme, VerificationLaw, Verified
 
 _SCHEMES = {module.SCHEME.name: module.SCHEME for module in (sps, rrs, rrs_wor, kseq, spechub, greedy, topk, otm)}
 

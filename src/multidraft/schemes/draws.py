@@ -3,7 +3,7 @@
 Each function maps draft probabilities ``q`` [..., V] to drafts [..., k]
 (int64) using only the given ``torch.Generator``; no Python loop over the
 batch or the vocabulary (the loops below run over the k <= 8 drafts).  The
-laws and their conventions are those of :mod:`multidraft.theory.draft_laws`,
+laws and their conventions are those of :mod:`multidraft.schemes.draft_laws`,
 which enumerates them exactly.
 
 Every law that draws from q with some tokens R removed (draws without

@@ -21,12 +21,12 @@ import torch
 
 from multidraft.schemes import draws
 from multidraft.schemes.base import Scheme, VerificationLaw
-from multidraft.theory.draft_laws import enumerate_law
+from multidraft.schemes.draft_laws import enumerate_law
 
 
 def accepted_part(tuples: np.ndarray, probs: np.ndarray, p: np.ndarray) -> np.ndarray:
     """alpha(x, y) [N, V]: the LP coupling restricted to y in x, made feasible exactly."""
-    from multidraft.theory.lp import optimal_coupling  # scipy is loaded only when otm is used
+    from multidraft.schemes.coupling import optimal_coupling  # scipy is loaded only when otm is used
 
     _, coupling = optimal_coupling(tuples, probs, p)
     member = np.zeros_like(coupling, dtype=bool)

@@ -13,7 +13,7 @@ import torch
 
 from multidraft import schemes
 from multidraft.schemes import kseq
-from multidraft.theory.draft_laws import greedy_fixed_tokens, hub_token, top_k_tokens
+from multidraft.schemes.draft_laws import greedy_fixed_tokens, hub_token, top_k_tokens
 from multidraft.theory.exact import acceptance_by_enumeration
 from multidraft.validation import as_pair
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from multidraft import schemes
-from multidraft.theory.draft_laws import enumerate_law
+from multidraft.schemes.draft_laws import enumerate_law
 from multidraft.validation import as_pair
 
 

@@ -21,7 +21,7 @@ built from the q-mass of a complement (a suffix sum), never as a difference.
 * ``topk``: Q is a point mass on the draft set T, so (1) is attained at H = T: alpha* = p(T).
 
 The conventions of the laws (ties, padding, one-hot q) are those of
-:mod:`multidraft.theory.draft_laws`; the tests check every law against the
+:mod:`multidraft.schemes.draft_laws`; the tests check every law against the
 linear program of :mod:`multidraft.theory.lp` and against a brute-force
 minimum over all 2^V sets H.
 
@@ -37,7 +37,7 @@ import numpy as np
 from scipy.linalg.lapack import dtbtrs
 from scipy.special import gammaincc
 
-from multidraft.theory.draft_laws import LAWS, greedy_fixed_tokens, hub_token, top_k_tokens
+from multidraft.schemes.draft_laws import LAWS, greedy_fixed_tokens, hub_token, top_k_tokens
 from multidraft.validation import as_pair, check_k
 
 #: Step of the trapezoidal rule in s = log t: h = min(0.2, 0.55 / sqrt(k)).  The
@@ -63,7 +63,7 @@ def optimal_acceptance(law: str, p, q, k: int) -> float:
 
     ``p``, ``q``: target and draft distributions, 1-D, same length V (zeros
     allowed); ``k``: number of drafts (``hub`` needs k = 2, ``greedy`` k <= V).
-    The draft-law conventions are those of :mod:`multidraft.theory.draft_laws`.
+    The draft-law conventions are those of :mod:`multidraft.schemes.draft_laws`.
     Raises ``ValueError`` on bad input.
     """
     p, q = as_pair(p, q)

@@ -3,7 +3,7 @@
 A **verifier** sees the whole drafted tree at once: the tree, the target law
 ``p`` [N, V] at every node, the draft law ``q`` [n_internal, V] at the nodes
 that drew drafts, and the scheme whose draft law drew them.  It returns the
-accepted path and one more token (:class:`multidraft.tree.Walk`).  It is
+accepted path and one more token (:class:`Walk`).  It is
 **lossless** iff, over the draft law and its own randomness, the emitted
 sequence has the target's sequence law; the tests check that by enumerating
 every tree and every verification outcome on tiny context-dependent tables.
@@ -22,12 +22,33 @@ none at intermediate depths.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
 from multidraft.schemes.base import Scheme
-from multidraft.tree import Tree, Walk
+from multidraft.tree import Tree
+
+
+@dataclass
+class Walk:
+    """The outcome of one verification walk.
+
+    ``path`` are the accepted node ids (depth 1, 2, ..); ``tokens`` the
+    emitted tokens: the path's tokens, then the residual or bonus token.
+    ``visited`` are the node ids where verification ran (the root, then the
+    path nodes with children), so ``len(visited) == len(path) + 1`` unless the
+    walk ended at a leaf.
+    """
+
+    path: list[int]
+    tokens: list[int]
+    visited: list[int]
+
+    @property
+    def accepted(self) -> int:
+        return len(self.path)
 
 
 class Outcome(NamedTuple):

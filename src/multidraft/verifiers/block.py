@@ -33,8 +33,8 @@ from __future__ import annotations
 import torch
 
 from multidraft.schemes.base import Scheme, sample_categorical
-from multidraft.tree import Tree, Walk
-from multidraft.verifiers.base import Outcome, Verifier, outcome_walk
+from multidraft.tree import Tree
+from multidraft.verifiers.base import Outcome, Verifier, Walk, outcome_walk
 from multidraft.verifiers.proposals import proposals
 
 #: Draft laws whose single draft per node has a known proposal q_i.

@@ -1,6 +1,6 @@
 """Draft laws written sequentially: the law q_j of draft j given the earlier drafts of its node.
 
-Every draft law of :mod:`multidraft.theory.draft_laws` draws its k drafts one
+Every draft law of :mod:`multidraft.schemes.draft_laws` draws its k drafts one
 after the other, x_j | x_1..x_{j-1} ~ q_j, with q_j a function of q and of
 the earlier drafts only:
 

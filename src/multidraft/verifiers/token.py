@@ -1,8 +1,9 @@
-"""Token-level verification: the walk from the root (DESIGN §2; :func:`multidraft.tree.walk`).
+"""Token-level verification: the walk from the root (DESIGN §2; :func:`walk`).
 
 At node u with drafts x_u the scheme's kernel pi_u(. | x_u; p_u, q_u) draws
 the output; if it is a draft the walk moves to that child, else it stops.
-Lossless for every scheme and tree because every kernel is lossless per node
+At a leaf (or a root without drafts: plain decoding) it emits a bonus token
+y ~ p there.  Lossless for every scheme and tree because every kernel is lossless per node
 (sum_x Q(x) pi(y | x) = p(y)) and, given the path so far, the drafts at the
 current node are fresh draws from the draft law.
 
@@ -30,10 +31,30 @@ from __future__ import annotations
 
 import torch
 
-from multidraft.schemes.base import Scheme
+from multidraft.schemes.base import Scheme, sample_categorical
 from multidraft.theory.acceptance import acceptance
-from multidraft.tree import Tree, Walk, walk
-from multidraft.verifiers.base import Outcome, Verifier
+from multidraft.tree import Tree
+from multidraft.verifiers.base import Outcome, Verifier, Walk
+
+
+def walk(tree: Tree, scheme: Scheme, p: torch.Tensor, q: torch.Tensor, generator: torch.Generator | None) -> Walk:
+    """Verify the tree from the root (see module docstring).
+
+    ``p`` [N, V]: the target's law at every node; ``q`` [n_internal, V]: the
+    draft's law at every internal node (both processed identically).
+    """
+    node, path, visited = 0, [], []
+    tokens = tree.tokens.tolist()
+    while tree.has_drafts(node):
+        visited.append(node)
+        drafts = tree.drafts_of(node)  # [k]
+        token, accepted = scheme.verify(p[node], q[node], drafts, generator, check=False)
+        if not bool(accepted):
+            return Walk(path, [tokens[i] for i in path] + [int(token)], visited)
+        node = int(tree.children_of(node)[drafts == token][0])
+        path.append(node)
+    bonus = int(sample_categorical(p[node], generator))
+    return Walk(path, [tokens[i] for i in path] + [bonus], visited)
 
 
 def kernel_at_drafts(scheme: Scheme, p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor) -> torch.Tensor:

@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 import torch
 
 from multidraft.schemes.base import Scheme, sample_categorical
-from multidraft.tree import Tree, Walk
-from multidraft.verifiers.base import Outcome, Verifier, outcome_walk
+from multidraft.tree import Tree
+from multidraft.verifiers.base import Outcome, Verifier, Walk, outcome_walk
 from multidraft.verifiers.proposals import SEQUENTIAL_LAWS, SINGLE_DRAW_FROM_Q, Proposal, proposals
 
 

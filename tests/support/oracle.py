@@ -18,7 +18,7 @@ import itertools
 import numpy as np
 import torch
 
-from multidraft.theory.draft_laws import enumerate_law
+from multidraft.schemes.draft_laws import enumerate_law
 from multidraft.tree import Tree
 
 KINDS = ("dirichlet", "sparse", "one-hot q", "one-hot p", "disjoint", "near-one-hot q", "near-one-hot p", "equal")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import tiny_llama
+from tests.support.models import tiny_llama
 
 #: The tokenizer's words; every other word of a prompt becomes [UNK] (id 0).
 WORDS = ["[UNK]", *"the a of to and in is it you that he was for on are with as his they be at one have this".split()]

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import scipy.stats
 import torch
-from conftest import VOCAB
 
 from multidraft.sampling_options import probabilities
+from tests.support.models import VOCAB
 
 SIGNIFICANCE = 1e-4
 

@@ -1,0 +1,214 @@
+"""One speculative step: draft, score, verify, cut (docs/design.md §2).
+
+For committed tokens s_1..s_n (the root of every tree is s_n):
+
+1. **Draft** (:func:`draft_trees`).  The draft reads the committed tokens its
+   cache lacks and gives q at the root; each tree's scheme draws the root's
+   drafts, distinct drafts become depth-1 nodes.  Each further level is one
+   draft forward over the new nodes of every tree still growing, with a mask
+   that lets a node see the committed prefix and its own ancestors only.  A
+   level that gets no drafts (the leaves) is never read.
+2. **Score** (:func:`score_trees`).  One target forward over the committed
+   tokens its cache lacks (just s_n after the first step), then every node
+   of every tree, at position n - 1 + depth: p at every node.
+3. **Verify.**  The verifier walks one tree (the *driver*) and emits its
+   accepted path plus one more token.
+4. **Cut** both caches back to s_1..s_n and the driver's accepted path.  Both
+   then hold every committed token but the last, which the next step feeds
+   as its root.
+
+Several trees over one root (a *forest*) are read together: one draft
+forward per level and one target forward in all.  Each tree gets exactly the
+logits it would get alone, because a node attends to the committed prefix
+and its ancestors only.  A plan without drafts (``scheme=None``) is plain
+decoding: the draft is not called, the tree is the root alone and its bonus
+token is drawn from p at the root.
+
+Cache layout (both runners): the committed tokens, then the step's nodes in
+level-major order, tree by tree within a level.  ``keys[s][v]`` is the offset
+of node v of tree s after the last committed token (the root is 0).  The
+draft never reads a tree's last level, so its keys cover the internal nodes only.
+
+Lossless: each tree is drawn from its scheme's draft law given the committed
+text, and the verifier keeps the emitted tokens distributed as the target's
+law given that text (:mod:`multidraft.verifiers`); the plan of a step is
+fixed before its drafts are drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from multidraft.guards import check_finite
+from multidraft.runners.base import Runner, causal_visibility
+from multidraft.sampling_options import Sampling
+from multidraft.schemes.base import Scheme
+from multidraft.tree import Tree, TreeShape
+from multidraft.verifiers.base import Verifier, Walk
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """How one tree of a step is drafted: the scheme's draft law on ``shape``, drawn with ``generator``.
+
+    ``scheme=None`` (and ``shape=None``) is plain decoding: no drafts.
+    """
+
+    scheme: Scheme | None
+    shape: TreeShape | None
+    generator: torch.Generator | None
+
+
+@dataclass
+class Step:
+    """Everything one step saw.  Per tree s: ``plans[s]``, ``trees[s]``; ``q[s]``, ``draft_logits[s]``
+    [n_internal_s, V]; ``p[s]``, ``target_logits[s]`` [N_s, V]; and the walk of tree ``driver``."""
+
+    plans: Sequence[TreePlan]
+    trees: list[Tree]
+    q: list[torch.Tensor]
+    draft_logits: list[torch.Tensor]
+    p: list[torch.Tensor]
+    target_logits: list[torch.Tensor]
+    driver: int
+    walk: Walk
+
+
+def label(step: int | None) -> str:
+    """How errors name a step: "step 3" inside a generation, else "a single step"."""
+    return f"step {step}" if step is not None else "a single step"
+
+
+def grow_level(tree: Tree, law: torch.Tensor, scheme: Scheme, generator) -> slice:
+    """Draw the drafts of the deepest level's nodes from their laws ``law`` [n_level, V]; returns the new level."""
+    start, groups = tree.level_starts[-2], tree.pending()
+    whole = len(groups) == 1 and len(groups[0][1]) == law.shape[0]
+    return tree.grow_groups([
+        (nodes, scheme.sample_drafts(law if whole else law[[i - start for i in nodes]], k, generator, check=False))
+        for k, nodes in groups
+    ])
+
+
+def tree_visibility(trees: Sequence[Tree], members: Sequence[tuple[int, slice]], keys: Sequence[list[int]],
+                    prefix: int, width: int) -> torch.Tensor:
+    """bool [Q, prefix + width]: the nodes of ``members`` (tree s, node ids) see the ``prefix`` committed keys
+    and the keys of their ancestors in the same tree (``keys[s]``: node id -> key, for ids up to the members')."""
+    rows = sum(nodes.stop - nodes.start for _, nodes in members)
+    visible = torch.zeros(rows, prefix + width, dtype=torch.bool)
+    visible[:, :prefix] = True
+    row = 0
+    for s, nodes in members:
+        count = nodes.stop - nodes.start
+        columns = prefix + torch.tensor(keys[s][: nodes.stop])  # [nodes.stop]
+        visible[row : row + count, columns] = trees[s].ancestors[nodes, : nodes.stop]
+        row += count
+    return visible
+
+
+def draft_trees(draft: Runner, seq: torch.Tensor, plans: Sequence[TreePlan], sampling: Sampling, *,
+                step: int | None = None) -> tuple[list[Tree], list[torch.Tensor], list[torch.Tensor], list[list[int]]]:
+    """Grow one tree per plan for committed tokens ``seq`` [n] (module docstring).
+
+    Returns the trees, the draft's law q and raw logits [n_internal_s, V] at each tree's internal nodes, and
+    each tree's keys in the draft cache.  Plans without drafts get the root alone, no draft forward, and
+    None for q and the logits.
+    """
+    n = seq.shape[0]
+    trees = [Tree.from_root(seq[-1], shape=plan.shape) for plan in plans]
+    logits = [[] for _ in plans]  # per tree: raw logits [n_level, V] per read level
+    laws = [[] for _ in plans]  # per tree: q [n_level, V] per read level
+    keys = [[0] for _ in plans]
+    growing = [s for s, plan in enumerate(plans) if plan.scheme is not None]
+    if growing:
+        past = draft.cached()
+        root = draft.forward(seq[past:], torch.arange(past, n), causal_visibility(past, n - past), 1)  # [1, V]
+        check_finite(root, "draft", [n - 1], at=label(step), nodes=[0])
+        for s in growing:
+            logits[s].append(root)
+    width = 1
+    while growing:
+        levels = {}
+        for s in growing:
+            laws[s].append(sampling.laws(logits[s][-1]))
+            levels[s] = grow_level(trees[s], laws[s][-1], plans[s].scheme, plans[s].generator)
+        growing = [s for s in growing if trees[s].pending()]  # the new level are leaves elsewhere: never read
+        if not growing:
+            break
+        members = [(s, levels[s]) for s in growing]
+        for s, nodes in members:
+            keys[s] += range(width, width + nodes.stop - nodes.start)
+            width += nodes.stop - nodes.start
+        visible = tree_visibility(trees, members, keys, n - 1, width)
+        tokens = torch.cat([trees[s].tokens[nodes] for s, nodes in members])
+        positions = torch.cat([trees[s].positions(nodes, root_position=n - 1) for s, nodes in members])
+        read = draft.forward(tokens, positions, visible, tokens.shape[0])  # [Q, V]
+        check_finite(read, "draft", positions, at=label(step),
+                     nodes=[node for _, nodes in members for node in range(nodes.start, nodes.stop)])
+        counts = [nodes.stop - nodes.start for _, nodes in members]
+        for (s, _), rows in zip(members, read.split(counts)):
+            logits[s].append(rows)
+    join = [(torch.cat(q), torch.cat(raw)) if q else (None, None) for q, raw in zip(laws, logits)]
+    return trees, [q for q, _ in join], [raw for _, raw in join], keys
+
+
+def score_trees(target: Runner, seq: torch.Tensor, trees: Sequence[Tree], *,
+                step: int | None = None) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """Target logits [N_s, V] at every node of every tree (row 0: the root) in one forward, and the keys.
+
+    The query is ``seq[cache length:]`` (root last, causal), then every non-root node in level-major order.
+    """
+    n, past = seq.shape[0], target.cached()
+    members = [(s, tree.level(depth)) for depth in range(1, max(tree.depth for tree in trees) + 1)
+               for s, tree in enumerate(trees) if depth <= tree.depth]
+    keys = [[0] * tree.size for tree in trees]
+    width = 1
+    for s, nodes in members:
+        keys[s][nodes] = range(width, width + nodes.stop - nodes.start)
+        width += nodes.stop - nodes.start
+    committed = torch.nn.functional.pad(causal_visibility(past, n - past), (0, width - 1))  # [n - past, n - 1 + width]
+    visible = torch.cat([committed, tree_visibility(trees, members, keys, n - 1, width)])
+    tokens = torch.cat([seq[past:], *(trees[s].tokens[nodes] for s, nodes in members)])
+    positions = torch.cat([torch.arange(past, n, device=seq.device),
+                           *(trees[s].positions(nodes, root_position=n - 1) for s, nodes in members)])
+    logits = target.forward(tokens, positions, visible, width)  # [width, V], row 0 the root
+    check_finite(logits, "target", positions[-width:], at=label(step), nodes=range(width))
+    if len(trees) == 1:
+        return [logits], keys
+    return [logits[keys[s]] for s in range(len(trees))], keys
+
+
+def speculative_step(
+    target: Runner,
+    draft: Runner | None,
+    seq: torch.Tensor,
+    plans: Sequence[TreePlan],
+    sampling: Sampling,
+    verifier: Verifier,
+    generator: torch.Generator | None,
+    *,
+    driver: int = 0,
+    step: int | None = None,
+    lap: Callable[[str], None] = lambda phase: None,
+) -> Step:
+    """Draft every plan's tree, score them, verify tree ``driver`` with ``generator`` and cut both caches to
+    its accepted path (module docstring).  ``lap`` marks the end of the "draft", "target" and
+    "verification" phases (a stopwatch)."""
+    n = seq.shape[0]
+    trees, q, draft_logits, draft_keys = draft_trees(draft, seq, plans, sampling, step=step)
+    lap("draft")
+    target_logits, target_keys = score_trees(target, seq, trees, step=step)
+    p = [sampling.laws(rows) for rows in target_logits]  # [N_s, V] per tree
+    lap("target")
+    q = [p[s][:0] if laws is None else laws for s, laws in enumerate(q)]  # plain decoding: no draft rows
+    draft_logits = [target_logits[s][:0] if rows is None else rows for s, rows in enumerate(draft_logits)]
+    plan, tree = plans[driver], trees[driver]
+    walk = verifier.verify(tree, plan.scheme, p[driver], q[driver], generator)
+    target.keep_path(n, [n - 1 + target_keys[driver][node] for node in walk.path])
+    if plan.scheme is not None:
+        keys = draft_keys[driver]
+        draft.keep_path(n, [n - 1 + keys[node] for node in walk.path if node < len(keys)])
+    lap("verification")
+    return Step(plans, trees, q, draft_logits, p, target_logits, driver, walk)
