@@ -15,7 +15,9 @@ import pytest
 import torch
 
 pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch's thread pool and llama.cpp's would contend
 
+from multidraft.models import load_tokenizer  # noqa: E402
 from multidraft.runners.base import Runner  # noqa: E402
 from multidraft.runners.gguf_file import read_gguf  # noqa: E402
 from multidraft.runners.llama import LlamaRunner  # noqa: E402
@@ -37,13 +39,13 @@ def gguf(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runner(gguf):
-    with LlamaRunner(gguf, threads=2, context=256, sequences=8) as runner:
+    with LlamaRunner(gguf, threads=1, context=256, sequences=8) as runner:
         yield runner
 
 
 @pytest.fixture(scope="module")
 def reference(gguf):
-    with LlamaRunner(gguf, threads=2, context=256, sequences=1) as runner:
+    with LlamaRunner(gguf, threads=1, context=256, sequences=1) as runner:
         yield runner
 
 
@@ -100,6 +102,8 @@ def test_the_runner_answers_the_interface(runner):
     assert (runner.engine, runner.vocab_size, runner.device) == ("llama.cpp", VOCAB, torch.device("cpu"))
     info = read_gguf(runner.path)
     assert (info.architecture, info.vocab_size, info.bos_token_id, info.end_token_ids) == ("llama", VOCAB, BOS, (EOS,))
+    tokenizer = load_tokenizer(runner.path)  # from the metadata: no tensor is de-quantised
+    assert (len(tokenizer), tokenizer.eos_token_id, tokenizer.decode([3, 4])) == (VOCAB, EOS, "a b")
 
 
 @pytest.mark.parametrize("levels", [[range(0, 9)], [range(0, 3), range(3, 7), range(7, 9)]],
@@ -118,8 +122,8 @@ def test_tree_logits_equal_each_prefix_decoded_alone(runner, reference, levels):
 def test_flash_attention_sees_the_same_tree(gguf):
     """With flash attention on, a tree decoded in one call keeps each path's cells in cache order, so each node's
     logits are those of its prefix decoded alone with flash attention too."""
-    with LlamaRunner(gguf, threads=2, context=256, sequences=8, flash_attention=True) as fused, \
-            LlamaRunner(gguf, threads=2, context=256, sequences=1, flash_attention=True) as fused_alone:
+    with LlamaRunner(gguf, threads=1, context=256, sequences=8, flash_attention=True) as fused, \
+            LlamaRunner(gguf, threads=1, context=256, sequences=1, flash_attention=True) as fused_alone:
         prefill(fused, PROMPT)
         tree = decode_forest(fused, PARENTS, TOKENS, [range(9)], len(PROMPT))
         for node in range(len(TOKENS)):

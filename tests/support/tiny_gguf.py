@@ -29,8 +29,10 @@ def _matrix(rng: np.random.Generator, rows: int, columns: int, gain: float) -> n
     return (rng.standard_normal((rows, columns)) * gain / np.sqrt(columns)).astype(np.float32)
 
 
-def write_tiny_llama(path: str | Path, *, vocab: int = 48, seed: int = 0, quantized: bool = False) -> Path:
-    """Write the model to ``path``; ``quantized``: the matrices as Q8_0 (64 columns = 2 blocks of 32)."""
+def write_tiny_llama(path: str | Path, *, vocab: int = 48, seed: int = 0, quantized: bool = False,
+                     output_gain: float = 3.0) -> Path:
+    """Write the model to ``path``; ``quantized``: the matrices as Q8_0 (64 columns = 2 blocks of 32);
+    ``output_gain`` scales the output layer (logits of standard deviation ~``output_gain``)."""
     rng = np.random.default_rng(seed)
     head = EMBEDDING // HEADS
     writer = GGUFWriter(str(path), "llama")
@@ -78,7 +80,7 @@ def write_tiny_llama(path: str | Path, *, vocab: int = 48, seed: int = 0, quanti
         matrix(f"{block}.ffn_up.weight", FEED_FORWARD, EMBEDDING)
         matrix(f"{block}.ffn_down.weight", EMBEDDING, FEED_FORWARD)
     norm("output_norm.weight")
-    matrix("output.weight", vocab, EMBEDDING, 3.0)
+    matrix("output.weight", vocab, EMBEDDING, output_gain)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

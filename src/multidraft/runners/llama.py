@@ -55,9 +55,11 @@ where its cells landed (differences up to ~0.1 in a logit on the tests'
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,22 +70,32 @@ import torch
 BINDING = "llama_cpp"
 INSTALL_HINT = "the llama.cpp engine needs llama-cpp-python: pip install 'multidraft[llama]'"
 
-_backend_ready = False
+#: ggml's log levels (ggml.h): messages below ERROR are dropped unless the "llama-cpp-python" logger is verbose.
+_LOG_ERROR, _LOG_CONTINUE = 4, 5
+_log = {"ready": False, "printing": False, "callback": None}
+
+
+def _print_errors(level: int, text: bytes, user_data) -> None:
+    """llama.cpp's log callback: errors (and their continuation lines) to stderr, the rest when verbose."""
+    if level != _LOG_CONTINUE:
+        verbose = logging.getLogger("llama-cpp-python").isEnabledFor(logging.DEBUG)
+        _log["printing"] = level >= _LOG_ERROR or verbose
+    if _log["printing"]:
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
 
 
 def _bindings():
-    """The ``llama_cpp`` module, its logging quieted to errors; ImportError with the install hint."""
-    global _backend_ready
+    """The ``llama_cpp`` module, with llama.cpp's backend initialised and its log quieted to errors once;
+    ImportError with the install hint."""
     try:
         llama_cpp = importlib.import_module(BINDING)
     except ImportError as error:
         raise ImportError(f"{INSTALL_HINT} ({error})") from error
-    if not _backend_ready:
-        logger = logging.getLogger("llama-cpp-python")
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.ERROR)
+    if not _log["ready"]:
+        _log["callback"] = llama_cpp.llama_log_callback(_print_errors)  # kept alive: llama.cpp holds the pointer
+        llama_cpp.llama_log_set(_log["callback"], ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
-        _backend_ready = True
+        _log["ready"] = True
     return llama_cpp
 
 

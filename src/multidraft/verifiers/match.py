@@ -31,8 +31,8 @@ from __future__ import annotations
 import torch
 
 from multidraft.schemes.base import Scheme, sample_categorical
-from multidraft.tree import Tree, Walk
-from multidraft.verifiers.base import Outcome, Verifier, outcome_walk
+from multidraft.tree import Tree
+from multidraft.verifiers.base import Outcome, Verifier, Walk, outcome_walk
 from multidraft.verifiers.block import chain_nodes
 
 #: The one draft law this rule is defined on: deterministic top-1 drafts.
