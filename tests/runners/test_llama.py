@@ -102,6 +102,7 @@ def test_the_runner_answers_the_interface(runner):
     assert (runner.engine, runner.vocab_size, runner.device) == ("llama.cpp", VOCAB, torch.device("cpu"))
     info = read_gguf(runner.path)
     assert (info.architecture, info.vocab_size, info.bos_token_id, info.end_token_ids) == ("llama", VOCAB, BOS, (EOS,))
+    assert runner.end_tokens() == (EOS,)
     tokenizer = load_tokenizer(runner.path)  # from the metadata: no tensor is de-quantised
     assert (len(tokenizer), tokenizer.eos_token_id, tokenizer.decode([3, 4])) == (VOCAB, EOS, "a b")
 

@@ -313,6 +313,11 @@ class LlamaRunner:
         self._committed = kept
         self._forget()
 
+    def end_tokens(self) -> tuple[int, ...]:
+        """The token ids llama.cpp treats as the end of generation (eos, end of turn and the like)."""
+        vocab = self._lib.llama_model_get_vocab(self._model)
+        return tuple(t for t in range(self.vocab_size) if self._lib.llama_vocab_is_eog(vocab, t))
+
     # -- resources -----------------------------------------------------------------------------
     def close(self) -> None:
         """Free the batch, the context and the model (the runner is unusable afterwards)."""
