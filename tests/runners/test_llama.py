@@ -203,6 +203,7 @@ def bad_calls(committed: int):
     yield "positions off", tokens, positions + 1, good
     yield "visible too short", tokens, positions, good[:, 1:]
     yield "a token out of the vocabulary", torch.tensor([4, VOCAB]), positions, good
+    yield "float tokens", tokens.float(), positions, good
 
 
 def test_malformed_calls_are_refused_before_llama_cpp_sees_them(runner):

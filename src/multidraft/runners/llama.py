@@ -10,12 +10,16 @@ several sequences are stored once.
 to a cell iff the cell carries the query's *first* sequence id and its
 position is <= the query's position.  The runner gives
 
-* every committed cell (the prefix that :meth:`LlamaRunner.keep_path` kept)
-  all the context's sequence ids 0..S-1;
 * every uncommitted node a *primary* id: the primary id of its parent if it
   is the parent's first child, else a fresh one; and to every uncommitted
   cell the primary ids of its subtree (itself and every descendant; so a
   node carries the ids of the leaves below it);
+* every committed cell (the prefix that :meth:`LlamaRunner.keep_path` kept)
+  every id in use as a primary.  Id 0 always holds the whole committed
+  prefix; another id holds the prefix as it was when it last served, and is
+  brought up to date (``llama_memory_seq_cp`` from id 0, over the cells
+  committed since) when it becomes a primary again, so a step touches only
+  the ids it uses;
 * every node the position committed length + its depth among uncommitted
   nodes (depth 0 for a child of the committed prefix).
 
@@ -32,7 +36,7 @@ listed on one token share their cached cells.
 the positions committed length + 0, 1, .., so :meth:`LlamaRunner.keep_path`
 only relabels: every primary id but e's is removed from the uncommitted
 cells, e's id is removed from the cells below e, and the cells left (the
-path) receive every id again.  Cells no id holds any more are free.
+path) are added to id 0.  Cells no id holds any more are free.
 
 **What "lossless" means here.**  The decoder's verification makes the output
 follow exactly the law of the logits the target runner returns.  With this
@@ -151,7 +155,8 @@ class LlamaRunner:
         self._positions = np.ctypeslib.as_array(self._batch.pos, shape=capacity)  # batch's C arrays
         self._id_counts = np.ctypeslib.as_array(self._batch.n_seq_id, shape=capacity)
         self._outputs = np.ctypeslib.as_array(self._batch.logits, shape=capacity)
-        self._committed = 0  # committed entries: offsets = positions 0 .. committed - 1, every sequence id
+        self._committed = 0  # committed entries: offsets = positions 0 .. committed - 1
+        self._synced = [0] * sequences  # per id: the committed entries it holds (id 0: all of them)
         self._forget()
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -161,7 +166,7 @@ class LlamaRunner:
         self._depth: list[int] = []  # its depth past the prefix (position - committed)
         self._primary: list[int] = []  # its primary sequence id
         self._has_child: list[bool] = []
-        self._free = list(range(self.sequences - 1, -1, -1))  # a stack, id 0 on top
+        self._free = list(range(self.sequences - 1, -1, -1))  # ids no node uses: a stack, id 0 on top
 
     def cached(self) -> int:
         return self._committed + len(self._parent)
@@ -169,6 +174,7 @@ class LlamaRunner:
     def reset(self) -> None:
         self._lib.llama_memory_clear(self._memory, True)
         self._committed = 0
+        self._synced = [0] * self.sequences
         self._forget()
 
     def check(self, role: str, total_length: int) -> None:
@@ -181,13 +187,16 @@ class LlamaRunner:
                              f"trained context of {self.trained_context} positions")
 
     # -- forward -------------------------------------------------------------------------------
-    def _read(self, tokens, positions, visible, keep) -> tuple[list[int], list[int]]:
-        """Validate one call; returns (each query's parent offset, its depth).  ``ValueError`` on any misfit."""
+    def _read(self, tokens, positions, visible, keep) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+        """Validate one call (in numpy: a few microseconds per check); returns the tokens and positions [Q],
+        each query's parent offset and its depth.  ``ValueError`` on any misfit."""
         queries = int(tokens.shape[0]) if tokens.dim() == 1 else -1
         cached, committed = self.cached(), self._committed
         if queries < 1 or tuple(positions.shape) != (queries,):
             raise ValueError(f"tokens and positions must be [Q] with Q >= 1, got {tuple(tokens.shape)} and "
                              f"{tuple(positions.shape)}")
+        if tokens.is_floating_point() or positions.is_floating_point() or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens and positions must be integers, got {tokens.dtype} and {positions.dtype}")
         if tuple(visible.shape) != (queries, cached + queries) or visible.dtype != torch.bool:
             raise ValueError(f"visible must be bool [Q, cached + Q] = [{queries}, {cached + queries}], "
                              f"got {visible.dtype} {tuple(visible.shape)}")
@@ -196,46 +205,45 @@ class LlamaRunner:
         if cached + queries > self.context:
             raise ValueError(f"{cached} cached entries + {queries} queries exceed the llama.cpp context of "
                              f"{self.context} cells")
-        ids = tokens.to(torch.int64)
-        if bool(((ids < 0) | (ids >= self.vocab_size)).any()):
+        ids, at = tokens.detach().cpu().numpy(), positions.detach().cpu().numpy()
+        if ((ids < 0) | (ids >= self.vocab_size)).any():
             raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1}")
-        visible = visible.cpu()
-        if not bool(visible[:, :committed].all()):
+        visible = visible.detach().cpu().numpy()
+        if not visible[:, :committed].all():
             raise ValueError("visible is not a forest over the committed prefix: a query does not see all "
                              f"{committed} committed entries")
         rest = visible[:, committed:]  # [Q, U + Q], U uncommitted entries, then the queries
         uncommitted = cached - committed
         own = rest[:, uncommitted:]  # [Q, Q]
-        if not bool(own.diagonal().all()) or bool(own.triu(1).any()):
+        if not own.diagonal().all() or np.triu(own, 1).any():
             raise ValueError("visible is not a forest over the committed prefix: each query must see itself "
                              "and no later query")
-        seen = rest.clone()
-        seen[:, uncommitted:].fill_diagonal_(False)  # what each query sees besides itself and the committed prefix
-        columns = torch.arange(seen.shape[1])
-        latest = torch.where(seen, columns, -1).cummax(dim=1).values  # [Q, U + Q] last seen column <= c
-        before = torch.cat([latest.new_full((queries, 1), -1), latest[:, :-1]], dim=1)  # last seen column < c
+        seen = rest.copy()  # what each query sees besides itself and the committed prefix
+        seen[np.arange(queries), uncommitted + np.arange(queries)] = False
+        latest = np.maximum.accumulate(np.where(seen, np.arange(seen.shape[1]), -1), axis=1)  # last seen column <= c
+        before = np.concatenate([np.full((queries, 1), -1), latest[:, :-1]], axis=1)  # last seen column < c
         query_parents = latest[:, -1]  # [Q] the deepest seen entry, -1 for a child of the committed prefix
-        parents = torch.cat([torch.tensor(self._parent, dtype=torch.int64) - committed, query_parents])
-        parents = torch.where(parents < 0, -1, parents)  # [U + Q] relative to the first uncommitted entry
-        if not bool((parents.expand_as(seen) == before)[seen].all()):
+        parents = np.concatenate([np.asarray(self._parent, dtype=np.int64) - committed, query_parents])
+        parents[parents < 0] = -1  # [U + Q] relative to the first uncommitted entry
+        if not (np.broadcast_to(parents, seen.shape)[seen] == before[seen]).all():
             raise ValueError("visible is not a forest over the committed prefix: what a query sees past the "
                              "prefix must be one chain of ancestors (each entry's parent, up to the prefix)")
         depths = seen.sum(1)  # [Q]
-        if not torch.equal(positions.cpu().to(torch.int64), committed + depths):
+        if not np.array_equal(at, committed + depths):
             raise ValueError(f"positions must be the committed length ({committed}) plus each query's depth "
-                             f"past it {(committed + depths).tolist()}, got {positions.tolist()}")
-        offsets = torch.where(query_parents < 0, committed - 1, query_parents + committed)
-        return offsets.tolist(), depths.tolist()
+                             f"past it {(committed + depths).tolist()}, got {at.tolist()}")
+        offsets = np.where(query_parents < 0, committed - 1, query_parents + committed)
+        return ids, at, offsets.tolist(), depths.tolist()
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor, keep: int) -> torch.Tensor:
         lib, committed = self._lib, self._committed
-        parent_offsets, depths = self._read(tokens, positions, visible, keep)
+        tokens, positions, parent_offsets, depths = self._read(tokens, positions, visible, keep)
         queries, cached = len(depths), self.cached()
         # sequence ids: primaries and each cell's id list, computed before llama.cpp sees anything
         parent, depth = self._parent + parent_offsets, self._depth + depths
         primary, has_child = list(self._primary), list(self._has_child)
         has_child += [False] * queries
-        free, ids, copies = list(self._free), [], []  # ids[i]: query i's id list; copies: (source id, id, end)
+        free, ids, copies = list(self._free), [], []  # ids[i]: query i's id list; copies: (source, id, start, end)
         for above in parent_offsets:
             if above >= committed and not has_child[above - committed]:
                 primary.append(primary[above - committed])
@@ -245,17 +253,20 @@ class LlamaRunner:
                                      "of this llama.cpp context (one per leaf; load it with more sequences)")
                 fresh = free.pop()
                 primary.append(fresh)
+                if self._synced[fresh] < committed:  # the committed entries it lacks, from id 0
+                    copies.append((0, fresh, self._synced[fresh], committed))
                 walk = above  # list the fresh id on every ancestor of the batch, then copy it onto the cached ones
                 while walk >= cached:
                     ids[walk - cached].append(fresh)
                     walk = parent[walk - committed]
-                if walk >= committed:
-                    copies.append((primary[walk - committed], fresh, committed + depth[walk - committed]))
+                if walk >= committed:  # the cached ancestors: positions committed .. that of ``walk``
+                    end = committed + depth[walk - committed] + 1
+                    copies.append((primary[walk - committed], fresh, committed, end))
             if above >= committed:
                 has_child[above - committed] = True
             ids.append([primary[-1]])
-        for source, fresh, last in copies:  # the ancestors in the cache sit at positions committed .. last
-            lib.llama_memory_seq_cp(self._memory, source, fresh, committed, last + 1)
+        for source, fresh, start, end in copies:
+            lib.llama_memory_seq_cp(self._memory, source, fresh, start, end)
         self._fill(tokens, positions, ids, keep)
         status = lib.llama_decode(self._context, self._batch)
         if status != 0:
@@ -263,15 +274,17 @@ class LlamaRunner:
             raise RuntimeError(f"llama_decode failed with status {status} on {queries} queries after {cached} "
                                "cached entries; the cache was emptied")
         self._parent, self._depth, self._primary, self._has_child, self._free = parent, depth, primary, has_child, free
+        for seq in set(primary):
+            self._synced[seq] = committed
         rows = lib.llama_get_logits(self._context)  # [keep, V] float32, the output rows in batch order
         return torch.from_numpy(np.ctypeslib.as_array(rows, shape=(keep, self.vocab_size)).copy())
 
-    def _fill(self, tokens: torch.Tensor, positions: torch.Tensor, ids: list[list[int]], keep: int) -> None:
+    def _fill(self, tokens: np.ndarray, positions: np.ndarray, ids: list[list[int]], keep: int) -> None:
         queries = len(ids)
         batch = self._batch
         batch.n_tokens = queries
-        self._tokens[:queries] = tokens.cpu().numpy()
-        self._positions[:queries] = positions.cpu().numpy()
+        self._tokens[:queries] = tokens
+        self._positions[:queries] = positions
         self._id_counts[:queries] = [len(row) for row in ids]
         self._outputs[:queries] = 0
         self._outputs[queries - keep : queries] = 1
@@ -302,14 +315,15 @@ class LlamaRunner:
         last = previous
         if last < committed:  # nothing uncommitted kept: cut at ``kept``
             lib.llama_memory_seq_rm(self._memory, -1, kept, -1)
+            self._synced = [min(length, kept) for length in self._synced]
         else:
             keeper = self._primary[last - committed]
-            for seq in set(self._primary) - {keeper}:
+            for seq in set(self._primary) - {keeper}:  # back to the committed entries they held
                 lib.llama_memory_seq_rm(self._memory, seq, committed, -1)
             lib.llama_memory_seq_rm(self._memory, keeper, kept, -1)  # the cells below the last kept entry
-            for seq in range(self.sequences):
-                if seq != keeper:
-                    lib.llama_memory_seq_cp(self._memory, keeper, seq, committed, kept)
+            if keeper != 0:
+                lib.llama_memory_seq_cp(self._memory, keeper, 0, committed, kept)
+            self._synced[keeper] = self._synced[0] = kept
         self._committed = kept
         self._forget()
 
