@@ -52,12 +52,17 @@ ROWS = (1, 2, 4, 8, 16)
 PREFIX = 120
 
 
+#: The commit of the code this process runs (read at start: later commits do not change loaded modules).
+COMMIT = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                        cwd=Path(__file__).parent).stdout.strip()
+
+
 def provenance(threads: int) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
     import llama_cpp
 
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=Path(__file__).parent).stdout.strip()
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": COMMIT + ("+" if dirty else ""),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.platform()}, {os.cpu_count()} CPUs", "llama_cpp_python": llama_cpp.__version__,
             "threads": threads, "load_average_before": list(os.getloadavg())}
