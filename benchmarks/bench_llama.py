@@ -52,17 +52,19 @@ ROWS = (1, 2, 4, 8, 16)
 PREFIX = 120
 
 
-#: The commit of the code this process runs (read at start: later commits do not change loaded modules).
-COMMIT = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                        cwd=Path(__file__).parent).stdout.strip()
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+
+#: The commit of the code this process runs, read at start (later commits do not change loaded modules), with "+"
+#: if tracked files differed from it.
+COMMIT = _git("rev-parse", "HEAD") + ("+" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def provenance(threads: int) -> dict:
     import llama_cpp
 
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=Path(__file__).parent).stdout.strip()
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": COMMIT + ("+" if dirty else ""),
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": COMMIT,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.platform()}, {os.cpu_count()} CPUs", "llama_cpp_python": llama_cpp.__version__,
             "threads": threads, "load_average_before": list(os.getloadavg())}
