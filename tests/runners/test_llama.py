@@ -21,6 +21,7 @@ from multidraft.models import load_tokenizer  # noqa: E402
 from multidraft.runners.base import Runner  # noqa: E402
 from multidraft.runners.gguf_file import read_gguf  # noqa: E402
 from multidraft.runners.llama import LlamaRunner  # noqa: E402
+from multidraft.runners.subvocabulary import write_subvocabulary  # noqa: E402
 from tests.support.tiny_gguf import BOS, EOS, write_tiny_llama  # noqa: E402
 
 VOCAB = 48
@@ -251,3 +252,23 @@ def test_construction_refuses_what_is_not_a_gguf_model(tmp_path):
         LlamaRunner(text)
     with pytest.raises(ValueError, match="gguf"):
         read_gguf(text)
+
+
+def test_a_sub_vocabulary_keeps_the_logits_of_the_kept_tokens(gguf, reference, tmp_path):
+    cut = write_subvocabulary(gguf, tmp_path / "cut.gguf", keep=20)
+    info = read_gguf(cut)
+    kept = info.kept_ids.tolist()
+    assert kept == list(range(20)) and info.vocab_size == VOCAB and info.input_ids[kept].tolist() == list(range(20))
+    dropped = sorted(set(range(VOCAB)) - set(kept))
+    with LlamaRunner(cut, threads=1, context=64, sequences=2) as small:
+        assert small.vocab_size == VOCAB and small.end_tokens() == (EOS,)
+        text = [5, 17, 3, 12]
+        logits = alone(small, text)
+        full = alone(reference, text)
+        assert (logits[kept] - full[kept]).abs().max() <= TOLERANCE
+        assert bool((logits[dropped] == torch.finfo(torch.float32).min).all())
+        outside = 40  # "\u2581l1": read as its longest kept prefix "\u2581l"
+        assert outside in dropped
+        read_as = kept[int(info.input_ids[outside])]
+        assert torch.equal(alone(small, text + [outside]), alone(small, text + [read_as]))
+        assert not torch.equal(alone(reference, text + [outside]), alone(reference, text + [read_as]))

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # torch's thread pool and ll
 
 from multidraft.decoding import autoregressive, generate  # noqa: E402
 from multidraft.runners.llama import LlamaRunner  # noqa: E402
+from multidraft.runners.subvocabulary import write_subvocabulary  # noqa: E402
 from multidraft.sampling_options import probabilities  # noqa: E402
 from tests.support.exact_law import assert_law  # noqa: E402
 from tests.support.models import VOCAB  # noqa: E402
@@ -119,4 +120,20 @@ def test_a_torch_draft_can_serve_a_llama_cpp_target(runners):
                  **OPTIONS).tokens
         for _ in range(RUNS)
     ]
+    assert_law(samples, law)
+
+
+def test_a_draft_cut_to_a_sub_vocabulary_keeps_the_target_law(runners, tmp_path):
+    """q = 0 outside the draft's sub-vocabulary: verification still gives the target's law."""
+    target, _ = runners
+    cut = write_subvocabulary(runners[1].path, tmp_path / "cut.gguf", keep=5)
+    law = llama_sequence_law(target, PROMPT, 2, temperature=1.0, **OPTIONS)
+    generator = torch.Generator().manual_seed(15)
+    with LlamaRunner(cut, threads=1, context=64, sequences=8) as draft:
+        assert draft.vocab_size == VOCAB
+        samples = [
+            generate(target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator,
+                     **OPTIONS).tokens
+            for _ in range(RUNS)
+        ]
     assert_law(samples, law)

@@ -70,6 +70,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multidraft.runners.gguf_file import read_gguf
+
 #: The package that binds llama.cpp, and how to install it.
 BINDING = "llama_cpp"
 INSTALL_HINT = "the llama.cpp engine needs llama-cpp-python: pip install 'multidraft[llama]'"
@@ -106,6 +108,8 @@ def _bindings():
 class LlamaRunner:
     """One GGUF model in llama.cpp with its KV cache (see the module docstring).
 
+    A GGUF cut to a sub-vocabulary (:mod:`multidraft.runners.subvocabulary`) keeps the original numbering:
+    tokens are fed as the kept token they are read as, logits cover the original vocabulary.
     ``context``: KV cells (committed prefix plus every uncommitted tree node); ``sequences``: sequence ids,
     the most leaves the uncommitted forest may have at once (llama.cpp allows up to 256); ``threads``:
     llama.cpp's threads for every forward (default ``os.cpu_count()``); ``flash_attention``: llama.cpp's
@@ -148,7 +152,11 @@ class LlamaRunner:
         self.path, self.threads, self.sequences = path, threads, sequences
         self.context = min(int(lib.llama_n_ctx(self._context)), context)  # the batch holds ``context`` tokens
         self.trained_context = int(lib.llama_model_n_ctx_train(self._model))
-        self.vocab_size = int(lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model)))
+        tokens = int(lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model)))
+        info = read_gguf(path)
+        self._kept = None if info.kept_ids is None else torch.from_numpy(info.kept_ids)  # [K] original ids
+        self._read_as = info.input_ids  # [V] the token each original id is fed as; None: as it is
+        self.vocab_size = tokens if info.input_ids is None else info.vocab_size
         self.device = torch.device("cpu")
         capacity = (context,)
         self._tokens = np.ctypeslib.as_array(self._batch.token, shape=capacity)  # [context] int32 views of the
@@ -208,6 +216,8 @@ class LlamaRunner:
         ids, at = tokens.detach().cpu().numpy(), positions.detach().cpu().numpy()
         if ((ids < 0) | (ids >= self.vocab_size)).any():
             raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1}")
+        if self._read_as is not None:
+            ids = self._read_as[ids]
         visible = visible.detach().cpu().numpy()
         if not visible[:, :committed].all():
             raise ValueError("visible is not a forest over the committed prefix: a query does not see all "
@@ -276,8 +286,12 @@ class LlamaRunner:
         self._parent, self._depth, self._primary, self._has_child, self._free = parent, depth, primary, has_child, free
         for seq in set(primary):
             self._synced[seq] = committed
-        rows = lib.llama_get_logits(self._context)  # [keep, V] float32, the output rows in batch order
-        return torch.from_numpy(np.ctypeslib.as_array(rows, shape=(keep, self.vocab_size)).copy())
+        rows = lib.llama_get_logits(self._context)  # [keep, V or K] float32, the output rows in batch order
+        if self._kept is None:
+            return torch.from_numpy(np.ctypeslib.as_array(rows, shape=(keep, self.vocab_size)).copy())
+        logits = torch.full((keep, self.vocab_size), torch.finfo(torch.float32).min)  # [keep, V]
+        logits[:, self._kept] = torch.from_numpy(np.ctypeslib.as_array(rows, shape=(keep, len(self._kept))))
+        return logits
 
     def _fill(self, tokens: np.ndarray, positions: np.ndarray, ids: list[list[int]], keep: int) -> None:
         queries = len(ids)
@@ -330,7 +344,8 @@ class LlamaRunner:
     def end_tokens(self) -> tuple[int, ...]:
         """The token ids llama.cpp treats as the end of generation (eos, end of turn and the like)."""
         vocab = self._lib.llama_model_get_vocab(self._model)
-        return tuple(t for t in range(self.vocab_size) if self._lib.llama_vocab_is_eog(vocab, t))
+        ends = [t for t in range(int(self._lib.llama_vocab_n_tokens(vocab))) if self._lib.llama_vocab_is_eog(vocab, t)]
+        return tuple(ends if self._kept is None else self._kept[ends].tolist())
 
     # -- resources -----------------------------------------------------------------------------
     def close(self) -> None:
