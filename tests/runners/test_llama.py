@@ -3,10 +3,12 @@
 A node's logits in a tree batch are compared with the same prefix decoded
 alone, as one causal sequence in an empty cache of a second runner.  Both are
 the same engine's computation but not the same float operations: matrix
-products over another number of rows may sum in another order.  Measured
-differences of logits (of magnitude ~3 here) stay below 2e-6 (float32, 8-bit
-weights: often exactly 0); ``TOLERANCE`` is 1e-4.  A mask that shows a node
-its sibling moves them by more than 1 (checked below).
+products over another number of rows may sum in another order, and a K/V row
+computed so may round the other way when stored as float16.  Measured over
+40 trees (10 seeds x 4 rounds of tree and keep_path, 1 and 2 threads), the
+logits (of magnitude ~3 here) differed by at most 9e-4 with float32 weights
+and not at all with 8-bit weights; ``TOLERANCE`` is 5e-3.  A mask that shows
+a node its sibling moves them by more than 1 (checked below).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from multidraft.runners.subvocabulary import write_subvocabulary  # noqa: E402
 from tests.support.tiny_gguf import BOS, EOS, write_tiny_llama  # noqa: E402
 
 VOCAB = 48
-TOLERANCE = 1e-4
+TOLERANCE = 5e-3
 PROMPT = [5, 17, 3, 40, 22]
 #: A forest over the committed prefix: parents (-1: the prefix) and tokens, parents before children.
 PARENTS = [-1, 0, 0, 1, 2, 2, 3, -1, 7]

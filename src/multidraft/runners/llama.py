@@ -47,7 +47,8 @@ is exact with respect to that law; it is not the law of another engine
 the benchmarks report.  The runner refuses (``ValueError``) any ``visible``
 that is not a forest over the committed prefix, so every node's logits are
 the engine's logits for that node's own prefix: the tests find them equal to
-the same prefix decoded alone within float32 rounding (~1e-6).
+the same prefix decoded alone up to rounding (K/V rows are stored as float16,
+and a row computed in a batch of another size can round the other way).
 
 **Flash attention** is off by default, as in llama-cpp-python's ``Llama``.
 llama.cpp's CPU flash attention accumulates the value rows in float16 in the
