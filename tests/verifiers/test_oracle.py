@@ -84,6 +84,8 @@ def test_the_expected_combinations_are_supported_and_refused():
     assert not any(v == "block" for v, _ in supported)
     assert {n for v, n in chains if v == "block"} == {"sps", "rrs", "rrs-wor", "kseq", "greedy", "topk", "otm"}
     assert ("traversal", "topk") not in chains and ("traversal-seq", "topk") in chains
+    assert not any(v == "match" for v, _ in supported)
+    assert {n for v, n in chains if v == "match"} == {"topk"}
 
 
 @pytest.mark.parametrize("combination", REFUSED, ids=label)

@@ -20,6 +20,7 @@ CASES = [
     ("token", "rrs", "2,2", False),
     ("block", "sps", "1x3", False),
     ("block", "topk", "1x3", False),
+    ("match", "topk", "1x3", False),
     ("traversal", "rrs", "3,1", False),
     ("traversal", "rrs", "3,2", True),
     ("traversal", "rrs", "2/1,2", False),

@@ -10,7 +10,10 @@ E[accepted + 1] is averaged exactly over every drafted tree (``oracle.emitted_la
   same tree (Weng et al. 2025's comparison: rrs for i.i.d. drafts, rrs-wor for
   drafts without replacement);
 * with deterministic top-k drafts every verifier reaches the optimum
-  1 + sum_v P_target(path to v), no lossless rule can do better;
+  1 + sum_v P_target(path to v), no lossless rule can do better (llama.cpp's
+  ``match`` rule included, on the top-1 chain);
+* on a chain sampled from q, block verification accepts more than ``match``
+  would on the same drafts (its ratio test min(1, p/q) >= p per draft);
 * the token walk's closed form (reach probabilities) equals the mean over its exact outcomes.
 """
 
@@ -98,7 +101,7 @@ def test_deterministic_top_k_drafts_reach_the_optimum_with_every_verifier(seed):
         optimum = 0.0  # sum over nodes of the target's probability of the path to the node
         for context in contexts:
             optimum += np.prod([pairs[context[:i]][0][x] for i, x in enumerate(context)])
-        for verifier in ("token", "traversal-seq") + (("block",) if spec == "1x3" else ()):
+        for verifier in ("token", "traversal-seq") + (("block", "match") if spec == "1x3" else ()):
             assert expected(verifier, "topk", pairs, spec, vocab) == pytest.approx(optimum, abs=1e-12), verifier
 
 
@@ -113,3 +116,21 @@ def test_token_closed_form_equals_the_mean_over_its_outcomes(name):
         depths = tree.depths.tolist()
         mean = sum(o.probability * (depths[o.node] + 1) for o in token.outcomes(tree, scheme, p, q))
         assert token.expected_tokens(tree, scheme, p, q) == pytest.approx(mean, abs=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "kinds"), [(seed, kinds) for seed in range(3) for kinds in (KINDS, ("dirichlet",))])
+def test_the_ratio_test_on_a_sampled_chain_accepts_more_than_matching_the_same_chain(seed, kinds):
+    """``match`` reads only p, so its law on a sampled chain is that of the same chain relabelled ``topk``:
+    E[tokens] = 1 + sum_i prod_{j <= i} p_j(X_j), below block verification's 1 + sum_i E[p_i] on every table,
+    strictly on tables without point masses."""
+    vocab = 3
+    pairs = table(vocab, 3, seed, kinds)
+    trees = list(drafted_trees(pairs, "iid", parse_shape("1x3")))
+    matched = 0.0
+    for tree, contexts, prob in trees:
+        p, q = node_laws(pairs, tree, contexts)
+        matched += prob * verifiers.get("match").expected_tokens(tree, schemes.get("topk"), p, q)
+    assert mean_tokens(trees, pairs, "block", "sps") >= matched - 1e-12
+    if kinds == ("dirichlet",):
+        assert mean_tokens(trees, pairs, "block", "sps") > matched + 1e-3
+    assert mean_tokens(trees, pairs, "block", "sps") == pytest.approx(block_optimum(pairs, 3, vocab), abs=1e-12)

@@ -12,7 +12,9 @@
                      and proved in :mod:`multidraft.verifiers.gbv`: on these trees it has the law of
                      ``traversal-seq``;
 * ``traversal-ratio`` traversal with a node's two iid / wor drafts verified in decreasing p/q order,
-                     proved in :mod:`multidraft.verifiers.ordered` (draft order elsewhere).
+                     proved in :mod:`multidraft.verifiers.ordered` (draft order elsewhere);
+* ``match``          llama.cpp's own rule, a labelled baseline: the draft's top-1 chain, the target
+                     sampled at every node, drafts accepted while they match (:mod:`multidraft.verifiers.match`).
 
 Supported combinations (``check`` refuses the others with a ``ValueError`` before any model call):
 
@@ -26,6 +28,7 @@ traversal       rrs, kseq, otm (i.i.d. drafts, the paper's law)       as block, 
 traversal-seq   every scheme (iid, wor, greedy, hub, topk laws)       every scheme
 gbv             as traversal-seq                                      as traversal-seq
 traversal-ratio as traversal-seq                                      as traversal-seq
+match           refused (chains only)                                 topk (the top-1 chain)
 =============== ===================================================== =================================
 
 Only the draft law of the scheme matters to block and traversal verification; the
@@ -34,13 +37,13 @@ scheme's own token-level kernel is used by ``token`` alone.
 
 from __future__ import annotations
 
-from multidraft.verifiers import block, gbv, ordered, token, traversal
+from multidraft.verifiers import block, gbv, match, ordered, token, traversal
 from multidraft.verifiers.base import Outcome, Verifier
 
 _VERIFIERS = {
     verifier.name: verifier
     for verifier in (token.VERIFIER, block.VERIFIER, traversal.PAPER, traversal.SEQUENTIAL, gbv.VERIFIER,
-                     ordered.VERIFIER)
+                     ordered.VERIFIER, match.VERIFIER)
 }
 
 
