@@ -30,9 +30,10 @@ demo: models
 test: lint
 	$(PY) -m pytest
 
-# The house rules: ruff's lint and the import contract (layers import downwards only).
+# The house rules: ruff's lint and format, and the import contract (layers import downwards only).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: setup

@@ -44,8 +44,14 @@ from tests.support.oracle import drafted_trees, node_laws, table  # noqa: E402  
 RESULTS = Path(__file__).parent / "results"
 SCHEMES = ("rrs", "rrs-wor", "kseq", "spechub", "greedy", "topk")  # otm: a per-node LP, too slow to enumerate
 SHAPES = {3: ("2", "3", "1,1", "2,1", "1,2", "2,2", "1,1,1", "2/1,1/1,1"), 4: ("2", "3", "1,1", "2,1", "1,2", "2,2")}
-TABLES = [("oracle", 3, 0), ("oracle", 3, 1), ("dirichlet", 3, 0), ("dirichlet", 3, 1), ("dirichlet", 4, 0),
-          ("dirichlet", 4, 1)]
+TABLES = [
+    ("oracle", 3, 0),
+    ("oracle", 3, 1),
+    ("dirichlet", 3, 0),
+    ("dirichlet", 3, 1),
+    ("dirichlet", 4, 0),
+    ("dirichlet", 4, 1),
+]
 #: theta grid of the dual bound, by height (0 = the deepest level's prices).
 THETA_GRID = {0: (0.5, 0.75, 1.0, 1.25, 1.5), 1: (1.0, 1.5, 2.0, 2.5, 3.0), 2: (1.0, 2.0, 3.0, 4.0)}
 HEADROOM_FLOOR = 1e-9  # below this the optimum equals the token walk and no fraction is given
@@ -91,8 +97,11 @@ def measure(pairs: dict, scheme: str, shape) -> dict:
     optimum = optimal_tree_tokens(pairs, law.draft_law, shape)
     best = int(np.argmin(bounds)) if bounds.any() else None
     return {
-        "tokens": tokens, "optimum": optimum.tokens, "lp_gap": optimum.bound - optimum.tokens,
-        "lp_rules": optimum.rules, "lp_seconds": time.perf_counter() - started,
+        "tokens": tokens,
+        "optimum": optimum.tokens,
+        "lp_gap": optimum.bound - optimum.tokens,
+        "lp_rules": optimum.rules,
+        "lp_seconds": time.perf_counter() - started,
         "bound": None if best is None else float(bounds[best]),
         "bound_theta": None if best is None else grid[best].tolist(),
     }
@@ -110,6 +119,7 @@ def summarise(records: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for record in records:
         groups.setdefault((record["vocab"], record["scheme"], record["shape"]), []).append(record)
+
     def order(item):
         vocab, scheme, shape = item[0]
         return vocab, SCHEMES.index(scheme), SHAPES[vocab].index(shape)
@@ -121,15 +131,24 @@ def summarise(records: list[dict]) -> list[dict]:
         for verifier in chosen[0]["tokens"]:
             values = np.array([r["tokens"][verifier] for r in chosen])
             headroom = float((optimum - token).sum())
-            rows.append({
-                "vocab": vocab, "scheme": scheme, "shape": shape, "verifier": verifier, "tables": len(chosen),
-                "tokens": float(values.mean()), "token_walk": float(token.mean()), "optimum": float(optimum.mean()),
-                "bound": None if None in bound else float(np.mean(bound)),
-                "headroom_pct": 100 * float((optimum / token - 1).mean()),
-                "gain_pct": 100 * float((values / token - 1).mean()),
-                "captured": (None if headroom <= HEADROOM_FLOOR * len(chosen)
-                             else float((values - token).sum()) / headroom),
-            })
+            rows.append(
+                {
+                    "vocab": vocab,
+                    "scheme": scheme,
+                    "shape": shape,
+                    "verifier": verifier,
+                    "tables": len(chosen),
+                    "tokens": float(values.mean()),
+                    "token_walk": float(token.mean()),
+                    "optimum": float(optimum.mean()),
+                    "bound": None if None in bound else float(np.mean(bound)),
+                    "headroom_pct": 100 * float((optimum / token - 1).mean()),
+                    "gain_pct": 100 * float((values / token - 1).mean()),
+                    "captured": (
+                        None if headroom <= HEADROOM_FLOOR * len(chosen) else float((values - token).sum()) / headroom
+                    ),
+                }
+            )
     return rows
 
 
@@ -151,9 +170,11 @@ def markdown(rows: list[dict], header: dict) -> str:
     for r in rows:
         bound = "—" if r["bound"] is None else f"{r['bound']:.4f}"
         captured = "—" if r["captured"] is None else f"{r['captured']:.3f}"
-        lines.append(f"| {r['vocab']} | {r['scheme']} | {r['shape']} | {r['verifier']} | {r['tables']} | "
-                     f"{r['tokens']:.4f} | {r['optimum']:.4f} | {bound} | {r['headroom_pct']:.2f} | "
-                     f"{r['gain_pct']:.2f} | {captured} |")
+        lines.append(
+            f"| {r['vocab']} | {r['scheme']} | {r['shape']} | {r['verifier']} | {r['tables']} | "
+            f"{r['tokens']:.4f} | {r['optimum']:.4f} | {bound} | {r['headroom_pct']:.2f} | "
+            f"{r['gain_pct']:.2f} | {captured} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -163,10 +184,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    header = {"tables": TABLES, "schemes": SCHEMES, "shapes": {str(k): v for k, v in SHAPES.items()},
-              "theta_grid": {str(k): v for k, v in THETA_GRID.items()}}
-    store = ResultStore(args.out / "frontier_gaps.jsonl", header, ["table", "vocab", "seed", "scheme", "shape"],
-                        resume=args.resume)
+    header = {
+        "tables": TABLES,
+        "schemes": SCHEMES,
+        "shapes": {str(k): v for k, v in SHAPES.items()},
+        "theta_grid": {str(k): v for k, v in THETA_GRID.items()},
+    }
+    store = ResultStore(
+        args.out / "frontier_gaps.jsonl", header, ["table", "vocab", "seed", "scheme", "shape"], resume=args.resume
+    )
     load_before = [round(x, 2) for x in os.getloadavg()]
     for kind, vocab, seed in TABLES:
         for spec in SHAPES[vocab]:
@@ -178,13 +204,17 @@ def main() -> None:
                 record = {"table": kind, "vocab": vocab, "seed": seed, "scheme": scheme, "shape": format_shape(shape)}
                 record.update(measure(pairs, scheme, shape))
                 store.append(record)
-                print(json.dumps({k: record[k] for k in ("table", "vocab", "seed", "scheme", "shape", "optimum")}),
-                      flush=True)
+                print(
+                    json.dumps({k: record[k] for k in ("table", "vocab", "seed", "scheme", "shape", "optimum")}),
+                    flush=True,
+                )
     rows = summarise(store.records())
     out = {
         "command": "PYTHONPATH=src python benchmarks/bench_frontier.py" + (" --resume" if args.resume else ""),
-        "commit": commit, "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_before": load_before,
+        "commit": commit,
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
     with replace_atomically(args.out / "frontier_gaps.json") as path:

@@ -93,19 +93,34 @@ def main() -> None:
         for name in names:
             median = statistics.median(seconds[name])
             step = steps.get(spec)
-            rows.append({"tree": spec, "verifier": name, "verify_ms": 1e3 * median,
-                         "step_ms": None if step is None else 1e3 * step,
-                         "fraction_pct": None if step is None else 100 * median / step})
+            rows.append(
+                {
+                    "tree": spec,
+                    "verifier": name,
+                    "verify_ms": 1e3 * median,
+                    "step_ms": None if step is None else 1e3 * step,
+                    "fraction_pct": None if step is None else 100 * median / step,
+                }
+            )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     command = f"PYTHONPATH=src python benchmarks/bench_frontier_cost.py --trees {args.trees} --threads {args.threads}"
-    out = {"command": command, "commit": commit,
-           "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "torch_threads": torch.get_num_threads(), "load_before": load_before,
-           "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}
-    lines = [f"`{out['command']}` at commit {out['commit']}, {out['date']}, {out['machine']}, "
-             f"{out['torch_threads']} torch threads, load average {load_before} before and {out['load_after']} after.",
-             "", "| tree | verifier | verify ms (median) | predicted step ms | verification / step |",
-             "|---|---|---|---|---|"]
+    out = {
+        "command": command,
+        "commit": commit,
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch_threads": torch.get_num_threads(),
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "rows": rows,
+    }
+    lines = [
+        f"`{out['command']}` at commit {out['commit']}, {out['date']}, {out['machine']}, "
+        f"{out['torch_threads']} torch threads, load average {load_before} before and {out['load_after']} after.",
+        "",
+        "| tree | verifier | verify ms (median) | predicted step ms | verification / step |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         step = "—" if r["step_ms"] is None else f"{r['step_ms']:.1f}"
         fraction = "—" if r["fraction_pct"] is None else f"{r['fraction_pct']:.2f}%"

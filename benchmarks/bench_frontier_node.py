@@ -68,29 +68,53 @@ def main() -> None:
                 p, q = p / p.sum(), q / q.sum()
                 if law == "wor" and np.count_nonzero(q) < 2:
                     continue
-                values.append((optimal_acceptance(law, p, q, 2), acceptance(SCHEME[law], p, q, 2),
-                               ordered_acceptance(law, p, q)))
+                values.append(
+                    (optimal_acceptance(law, p, q, 2), acceptance(SCHEME[law], p, q, 2), ordered_acceptance(law, p, q))
+                )
             values = np.array(values)
             best, draft_order, ratio_order = values.mean(0)
-            rows.append({"recording": path.name, "temperature": recording.header.get("temperature"), "law": law,
-                         "k": 2, "positions": len(values), "alpha_star": best, "draft_order": draft_order,
-                         "ratio_order": ratio_order, "draft_order_shortfall": best - draft_order,
-                         "ratio_order_shortfall": best - ratio_order,
-                         "ratio_order_worse_share": float((values[:, 2] < values[:, 1] - 1e-12).mean())})
+            rows.append(
+                {
+                    "recording": path.name,
+                    "temperature": recording.header.get("temperature"),
+                    "law": law,
+                    "k": 2,
+                    "positions": len(values),
+                    "alpha_star": best,
+                    "draft_order": draft_order,
+                    "ratio_order": ratio_order,
+                    "draft_order_shortfall": best - draft_order,
+                    "ratio_order_shortfall": best - ratio_order,
+                    "ratio_order_worse_share": float((values[:, 2] < values[:, 1] - 1e-12).mean()),
+                }
+            )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = {"command": "PYTHONPATH=src python benchmarks/bench_frontier_node.py", "commit": commit,
-           "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}
-    lines = [f"`{out['command']}` at commit {commit}, {out['date']}, {out['machine']}, load average {load_before}.",
-             "", "Mean acceptance of two drafts at one node (k = 2) on the recorded positions; shortfall = alpha* "
-             "minus the rule's acceptance; worse share: positions where p/q order accepts less than draft order.", "",
-             "| recording | T | law | positions | alpha* | draft order | p/q order | shortfall, draft order | "
-             "shortfall, p/q order | worse share |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = {
+        "command": "PYTHONPATH=src python benchmarks/bench_frontier_node.py",
+        "commit": commit,
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "rows": rows,
+    }
+    lines = [
+        f"`{out['command']}` at commit {commit}, {out['date']}, {out['machine']}, load average {load_before}.",
+        "",
+        "Mean acceptance of two drafts at one node (k = 2) on the recorded positions; shortfall = alpha* "
+        "minus the rule's acceptance; worse share: positions where p/q order accepts less than draft order.",
+        "",
+        "| recording | T | law | positions | alpha* | draft order | p/q order | shortfall, draft order | "
+        "shortfall, p/q order | worse share |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['recording']} | {r['temperature']} | {r['law']} | {r['positions']} | "
-                     f"{r['alpha_star']:.4f} | {r['draft_order']:.4f} | {r['ratio_order']:.4f} | "
-                     f"{r['draft_order_shortfall']:.4f} | {r['ratio_order_shortfall']:.4f} | "
-                     f"{r['ratio_order_worse_share']:.2f} |")
+        lines.append(
+            f"| {r['recording']} | {r['temperature']} | {r['law']} | {r['positions']} | "
+            f"{r['alpha_star']:.4f} | {r['draft_order']:.4f} | {r['ratio_order']:.4f} | "
+            f"{r['draft_order_shortfall']:.4f} | {r['ratio_order_shortfall']:.4f} | "
+            f"{r['ratio_order_worse_share']:.2f} |"
+        )
     with replace_atomically(RESULTS / "frontier_node.json") as path:
         path.write_text(json.dumps(out, indent=1) + "\n")
     with replace_atomically(RESULTS / "frontier_node.md") as path:

@@ -85,9 +85,13 @@ def cross_fitted(records: list[dict], depth: int, seed: int = 0) -> dict:
             bound[fold == held] = grid[best, fold == held]
             picked.append(list(THETA_GRID[best]))
         token = sums[COMPARED[0]]
-        row = {"prompts": len(chosen), "steps": int(steps.sum()), "theta_by_fold": picked,
-               "bound": float(bound.sum() / steps.sum()),
-               "bound_in_sample_min": float((grid.sum(1) / steps.sum()).min())}
+        row = {
+            "prompts": len(chosen),
+            "steps": int(steps.sum()),
+            "theta_by_fold": picked,
+            "bound": float(bound.sum() / steps.sum()),
+            "bound_in_sample_min": float((grid.sum(1) / steps.sum()).min()),
+        }
         for name in (*COMPARED, CHAIN):
             if name in sums:
                 row[name] = float(sums[name].sum() / steps.sum())
@@ -105,8 +109,10 @@ def r_names(chosen: list[dict]) -> list[str]:
 
 def _bootstrap(a: np.ndarray, b: np.ndarray, steps: np.ndarray, *, relative: bool, seed: int):
     """sum(a)/sum(steps) - sum(b)/sum(steps) (or the ratio - 1, in %) with a 95% interval resampling prompts."""
+
     def statistic(x, y):
         return 100 * (x / y - 1) if relative else (x - y)
+
     estimate = float(statistic(a.sum() / steps.sum(), b.sum() / steps.sum()))
     if len(a) < MIN_PROMPTS:
         return estimate, None
@@ -131,34 +137,58 @@ def main() -> None:
     chain = args.tree.strip().startswith("1x")
     names = [*COMPARED, *([CHAIN] if chain else []), *(f"rrs-wor:bound-{i}" for i in range(len(THETA_GRID)))]
     load_before = [round(x, 2) for x in os.getloadavg()]
-    argv = ["bench", "paired", "--schemes", ",".join(names), "--tree", args.tree, "--prompts", str(args.prompts),
-            "--new-tokens", str(args.new_tokens), "--temperatures", args.temperatures, "--name", args.name,
-            "--out", str(args.out)] + (["--resume"] if args.resume else [])
+    argv = [
+        "bench",
+        "paired",
+        "--schemes",
+        ",".join(names),
+        "--tree",
+        args.tree,
+        "--prompts",
+        str(args.prompts),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--temperatures",
+        args.temperatures,
+        "--name",
+        args.name,
+        "--out",
+        str(args.out),
+    ] + (["--resume"] if args.resume else [])
     if cli(argv) != 0:
         raise SystemExit(2)
     records = read_lines(args.out / f"{args.name}.jsonl")[0][1:]
     depths = sorted(int(d) for d in records[0]["expected"][COMPARED[0]])
     summary = {
-        "command": "PYTHONPATH=src python benchmarks/bench_frontier_real.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "resume")),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
-        "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
-        "theta_grid": THETA_GRID, "by_depth": {str(d): cross_fitted(records, d) for d in depths},
+        "command": "PYTHONPATH=src python benchmarks/bench_frontier_real.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "resume")),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "theta_grid": THETA_GRID,
+        "by_depth": {str(d): cross_fitted(records, d) for d in depths},
     }
     with replace_atomically(args.out / f"{args.name}_bound.json") as path:
         path.write_text(json.dumps(summary, indent=1) + "\n")
-    lines = [f"`{summary['command']}` at commit {summary['commit']}, {summary['date']}, {summary['machine']}, "
-             f"load average {load_before} before and {summary['load_after']} after.", "",
-             "| T | depth | prompts | steps | rrs-wor (token) | traversal-seq | gbv | traversal-ratio | block | "
-             "bound (cross-fitted) | bound − token | 95% CI | bound / token − 1 | 95% CI | "
-             "traversal-seq / token − 1 | 95% CI | traversal-ratio / token − 1 | 95% CI |",
-             "|" + "---|" * 19]
+    lines = [
+        f"`{summary['command']}` at commit {summary['commit']}, {summary['date']}, {summary['machine']}, "
+        f"load average {load_before} before and {summary['load_after']} after.",
+        "",
+        "| T | depth | prompts | steps | rrs-wor (token) | traversal-seq | gbv | traversal-ratio | block | "
+        "bound (cross-fitted) | bound − token | 95% CI | bound / token − 1 | 95% CI | "
+        "traversal-seq / token − 1 | 95% CI | traversal-ratio / token − 1 | 95% CI |",
+        "|" + "---|" * 19,
+    ]
     for depth, by_t in summary["by_depth"].items():
         for temperature, r in by_t.items():
+
             def ci(interval, digits=3):
                 return "n too small" if interval is None else f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
+
             block = f"{r[CHAIN]:.4f}" if CHAIN in r else "—"
             lines.append(
                 f"| {temperature} | {depth} | {r['prompts']} | {r['steps']} | {r['rrs-wor']:.4f} | "
@@ -167,7 +197,8 @@ def main() -> None:
                 f"{r['bound']:.4f} | {r['excess']:+.4f} | "
                 f"{ci(r['excess_ci95'])} | {r['excess_pct']:+.2f}% | {ci(r['excess_pct_ci95'], 2)} | "
                 f"{r['traversal_gain_pct']:+.2f}% | {ci(r['traversal_gain_pct_ci95'], 2)} | "
-                f"{r['ratio_gain_pct']:+.2f}% | {ci(r['ratio_gain_pct_ci95'], 2)} |")
+                f"{r['ratio_gain_pct']:+.2f}% | {ci(r['ratio_gain_pct_ci95'], 2)} |"
+            )
     with replace_atomically(args.out / f"{args.name}_bound.md") as path:
         path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -64,10 +64,15 @@ COMMIT = _git("rev-parse", "HEAD") + ("+" if _git("status", "--porcelain", "--un
 def provenance(threads: int) -> dict:
     import llama_cpp
 
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": COMMIT,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.platform()}, {os.cpu_count()} CPUs", "llama_cpp_python": llama_cpp.__version__,
-            "threads": threads, "load_average_before": list(os.getloadavg())}
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": COMMIT,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+        "llama_cpp_python": llama_cpp.__version__,
+        "threads": threads,
+        "load_average_before": list(os.getloadavg()),
+    }
 
 
 def save(name: str, report: dict) -> None:
@@ -113,16 +118,25 @@ def forward_cost(runners: dict[str, LlamaRunner], prefix: torch.Tensor, repeats:
                 if repeat > 0:
                     times.setdefault((name, rows), []).append(elapsed)
         print(f"forward repeat {repeat}/{repeats}", flush=True)
-    return {f"{name} {rows}": {"rows": rows, "model": name, "median_seconds": float(np.median(t)), "seconds": t}
-            for (name, rows), t in sorted(times.items())}
+    return {
+        f"{name} {rows}": {"rows": rows, "model": name, "median_seconds": float(np.median(t)), "seconds": t}
+        for (name, rows), t in sorted(times.items())
+    }
 
 
 def plain_decoding(path: Path, runner: LlamaRunner, prompts: list[torch.Tensor], tokens: int, threads: int) -> list:
     """Tokens/s of llama-cpp-python's Llama.generate and multidraft's autoregressive on ``runner``, interleaved."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(path), n_ctx=runner.context, n_batch=512, n_threads=threads, n_threads_batch=threads,
-                seed=0, verbose=False)
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=runner.context,
+        n_batch=512,
+        n_threads=threads,
+        n_threads_batch=threads,
+        seed=0,
+        verbose=False,
+    )
     rows = []
 
     def high_level(prompt: torch.Tensor, seed: int) -> list[float]:
@@ -136,9 +150,14 @@ def plain_decoding(path: Path, runner: LlamaRunner, prompts: list[torch.Tensor],
 
     def ours(prompt: torch.Tensor, seed: int) -> list[float]:
         stamps = []
-        autoregressive(runner, prompt, max_new_tokens=tokens, temperature=1.0,
-                       generator=torch.Generator().manual_seed(seed),
-                       on_tokens=lambda new: stamps.extend([time.perf_counter()] * len(new)))
+        autoregressive(
+            runner,
+            prompt,
+            max_new_tokens=tokens,
+            temperature=1.0,
+            generator=torch.Generator().manual_seed(seed),
+            on_tokens=lambda new: stamps.extend([time.perf_counter()] * len(new)),
+        )
         return stamps
 
     high_level(prompts[0], 0)  # warm-up
@@ -148,8 +167,15 @@ def plain_decoding(path: Path, runner: LlamaRunner, prompts: list[torch.Tensor],
         for name, run in engines if number % 2 == 0 else engines[::-1]:
             stamps = run(prompt, number)
             rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-            rows.append({"engine": name, "prompt": number, "prompt_tokens": len(prompt), "tokens": len(stamps),
-                         "tokens_per_second": rate})
+            rows.append(
+                {
+                    "engine": name,
+                    "prompt": number,
+                    "prompt_tokens": len(prompt),
+                    "tokens": len(stamps),
+                    "tokens_per_second": rate,
+                }
+            )
             print(f"plain {name} prompt {number}: {rate:.2f} tokens/s", flush=True)
     llm.close()
     return rows
@@ -160,8 +186,13 @@ def divergence(path: Path, prompts: list[torch.Tensor], continuation: int, threa
     runner = LlamaRunner(path, threads=threads, context=512)
     texts = []
     for number, prompt in enumerate(prompts):
-        result = autoregressive(runner, prompt, max_new_tokens=continuation, temperature=1.0,
-                                generator=torch.Generator().manual_seed(100 + number))
+        result = autoregressive(
+            runner,
+            prompt,
+            max_new_tokens=continuation,
+            temperature=1.0,
+            generator=torch.Generator().manual_seed(100 + number),
+        )
         texts.append(torch.cat([prompt, torch.tensor(result.tokens)]))
     llama_logits = []
     for text, prompt in zip(texts, prompts):
@@ -182,10 +213,21 @@ def divergence(path: Path, prompts: list[torch.Tensor], continuation: int, threa
         kl_qp = (q * (log_q - log_p)).sum(-1)
         tv = 0.5 * (p - q).abs().sum(-1)
         top1 = (ours.argmax(-1) == theirs.argmax(-1)).double()
-        out.append({"prompt": number, "positions": len(theirs), "kl_torch_llama": kl_pq.tolist(),
-                    "kl_llama_torch": kl_qp.tolist(), "total_variation": tv.tolist(), "top1_agreement": top1.tolist()})
-        print(f"kl prompt {number}: KL(torch||llama) mean {kl_pq.mean():.4g} max {kl_pq.max():.4g}, "
-              f"TV mean {tv.mean():.4g}, top-1 agreement {top1.mean():.3f}", flush=True)
+        out.append(
+            {
+                "prompt": number,
+                "positions": len(theirs),
+                "kl_torch_llama": kl_pq.tolist(),
+                "kl_llama_torch": kl_qp.tolist(),
+                "total_variation": tv.tolist(),
+                "top1_agreement": top1.tolist(),
+            }
+        )
+        print(
+            f"kl prompt {number}: KL(torch||llama) mean {kl_pq.mean():.4g} max {kl_pq.max():.4g}, "
+            f"TV mean {tv.mean():.4g}, top-1 agreement {top1.mean():.3f}",
+            flush=True,
+        )
     return out
 
 
@@ -193,35 +235,61 @@ def clustered(values: list[float]) -> dict:
     """Mean over prompts of per-prompt means, with a 95% t interval (clustered by prompt)."""
     array = np.asarray(values)
     half = float(scipy.stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array)))
-    return {"mean": float(array.mean()), "ci95": [float(array.mean()) - half, float(array.mean()) + half],
-            "prompts": len(array)}
+    return {
+        "mean": float(array.mean()),
+        "ci95": [float(array.mean()) - half, float(array.mean()) + half],
+        "prompts": len(array),
+    }
 
 
 def markdown(forward: dict | None, plain: dict | None, kl: dict | None) -> str:
-    lines = ["# llama.cpp on the bundled GGUF pair", "",
-             "Written by `benchmarks/bench_llama.py`; the machine is shared, so absolute times depend on its load "
-             "(load averages recorded beside each part).", ""]
+    lines = [
+        "# llama.cpp on the bundled GGUF pair",
+        "",
+        "Written by `benchmarks/bench_llama.py`; the machine is shared, so absolute times depend on its load "
+        "(load averages recorded beside each part).",
+        "",
+    ]
     for report in (forward, plain, kl):
         if report is not None:
-            lines += [f"- `{report['command']}` at {report['commit'][:10]}, {report['date']}, {report['machine']}, "
-                      f"llama-cpp-python {report['llama_cpp_python']}, {report['threads']} threads, load average "
-                      f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after"]
+            lines += [
+                f"- `{report['command']}` at {report['commit'][:10]}, {report['date']}, {report['machine']}, "
+                f"llama-cpp-python {report['llama_cpp_python']}, {report['threads']} threads, load average "
+                f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after"
+            ]
     if forward is not None:
         rows = forward["rows"]
-        lines += ["", "## Forward over R tree nodes after a 120-token prefix (median seconds)", "",
-                  "| model | " + " | ".join(f"R = {r}" for r in ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
+        lines += [
+            "",
+            "## Forward over R tree nodes after a 120-token prefix (median seconds)",
+            "",
+            "| model | " + " | ".join(f"R = {r}" for r in ROWS) + " |",
+            "|---" * (len(ROWS) + 1) + "|",
+        ]
         for name in ("target", "draft"):
             cells = [f"{rows[f'{name} {r}']['median_seconds'] * 1000:.0f} ms" for r in ROWS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if plain is not None:
-        lines += ["", f"## Plain sampling of the target, T = 1, {plain['tokens']} tokens per prompt", "",
-                  "| engine | tokens/s (mean over prompts, 95% interval) | prompts |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Plain sampling of the target, T = 1, {plain['tokens']} tokens per prompt",
+            "",
+            "| engine | tokens/s (mean over prompts, 95% interval) | prompts |",
+            "|---|---|---|",
+        ]
         for engine, summary in plain["summary"].items():
-            lines.append(f"| {engine} | {summary['mean']:.2f} [{summary['ci95'][0]:.2f}, {summary['ci95'][1]:.2f}] "
-                         f"| {summary['prompts']} |")
+            lines.append(
+                f"| {engine} | {summary['mean']:.2f} [{summary['ci95'][0]:.2f}, {summary['ci95'][1]:.2f}] "
+                f"| {summary['prompts']} |"
+            )
     if kl is not None:
-        lines += ["", "## p of the float32 PyTorch path against llama.cpp, bundled target, T = 1", "",
-                  "| measure (per position) | mean over prompts | 95% interval |", "|---|---|---|"]
+        lines += [
+            "",
+            "## p of the float32 PyTorch path against llama.cpp, bundled target, T = 1",
+            "",
+            "| measure (per position) | mean over prompts | 95% interval |",
+            "|---|---|---|",
+        ]
         for measure, summary in kl["summary"].items():
             low, high = summary["ci95"]
             lines.append(f"| {measure} | {summary['mean']:.4g} | [{low:.4g}, {high:.4g}] |")
@@ -262,8 +330,10 @@ def main() -> int:
         report["runs"] = plain_decoding(paths["target"], runner, prompts, args.tokens, args.threads)
         runner.close()
         runs = report["runs"]
-        report["summary"] = {engine: clustered([r["tokens_per_second"] for r in runs if r["engine"] == engine])
-                             for engine in dict.fromkeys(row["engine"] for row in runs)}
+        report["summary"] = {
+            engine: clustered([r["tokens_per_second"] for r in runs if r["engine"] == engine])
+            for engine in dict.fromkeys(row["engine"] for row in runs)
+        }
         save("llama_plain.json", report)
     if "kl" in args.parts:
         report = provenance(args.threads)
@@ -271,13 +341,17 @@ def main() -> int:
         report["prompts"] = divergence(paths["target"], prompts, args.continuation, args.threads)
         report["summary"] = {
             name: clustered([float(np.mean(row[key])) for row in report["prompts"]])
-            for name, key in (("KL(p_torch || p_llama), nats", "kl_torch_llama"),
-                              ("KL(p_llama || p_torch), nats", "kl_llama_torch"),
-                              ("total variation", "total_variation"), ("top-1 agreement", "top1_agreement"))
+            for name, key in (
+                ("KL(p_torch || p_llama), nats", "kl_torch_llama"),
+                ("KL(p_llama || p_torch), nats", "kl_llama_torch"),
+                ("total variation", "total_variation"),
+                ("top-1 agreement", "top1_agreement"),
+            )
         }
         save("llama_kl.json", report)
-    (RESULTS / "llama.md").write_text(markdown(load("llama_forward.json"), load("llama_plain.json"),
-                                               load("llama_kl.json")))
+    (RESULTS / "llama.md").write_text(
+        markdown(load("llama_forward.json"), load("llama_plain.json"), load("llama_kl.json"))
+    )
     print((RESULTS / "llama.md").read_text())
     return 0
 

@@ -72,12 +72,22 @@ def whole_text_logits(runner: LlamaRunner, text: torch.Tensor, rows: int) -> tor
     return runner.forward(text, torch.arange(len(text)), causal_visibility(0, len(text)), rows)
 
 
-def acceptance(target: LlamaRunner, drafts: dict[str, LlamaRunner], prompts: list[torch.Tensor],
-               continuation: int, cut_ids: dict[str, np.ndarray]) -> list[dict]:
+def acceptance(
+    target: LlamaRunner,
+    drafts: dict[str, LlamaRunner],
+    prompts: list[torch.Tensor],
+    continuation: int,
+    cut_ids: dict[str, np.ndarray],
+) -> list[dict]:
     rows = []
     for number, prompt in enumerate(prompts):
-        result = autoregressive(target, prompt, max_new_tokens=continuation, temperature=1.0,
-                                generator=torch.Generator().manual_seed(100 + number))
+        result = autoregressive(
+            target,
+            prompt,
+            max_new_tokens=continuation,
+            temperature=1.0,
+            generator=torch.Generator().manual_seed(100 + number),
+        )
         text = torch.cat([prompt, torch.tensor(result.tokens)])
         count = len(text) - len(prompt)  # positions predicting the continuation
         target_logits = whole_text_logits(target, text, count + 1)[:-1]
@@ -92,35 +102,52 @@ def acceptance(target: LlamaRunner, drafts: dict[str, LlamaRunner], prompts: lis
                 outside = ~np.isin(text.numpy(), cut_ids[name])
                 row[f"{name} outside"] = float(outside.mean())
         rows.append(row)
-        print(f"acceptance prompt {number}: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in row.items()
-                                                         if isinstance(v, list)), flush=True)
+        print(
+            f"acceptance prompt {number}: "
+            + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in row.items() if isinstance(v, list)),
+            flush=True,
+        )
     return rows
 
 
 def markdown(report: dict) -> str:
     names = report["drafts"]
-    lines = ["# The bundled draft cut to a sub-vocabulary, on llama.cpp", "",
-             f"Written by `benchmarks/bench_llama_subvocabulary.py`: `{report['command']}` at {report['commit'][:10]}, "
-             f"{report['date']}, {report['machine']}, llama-cpp-python {report['llama_cpp_python']}, "
-             f"{report['threads']} threads, load average {report['load_average_before'][0]:.1f} before, "
-             f"{report['load_average_after'][0]:.1f} after.  The machine is shared: absolute times depend on its "
-             "load; the forwards are interleaved so that it hits every draft alike.", "",
-             "## Draft forward over R tree nodes after a 120-token prefix (median)", "",
-             "| draft | " + " | ".join(f"R = {r}" for r in ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
+    lines = [
+        "# The bundled draft cut to a sub-vocabulary, on llama.cpp",
+        "",
+        f"Written by `benchmarks/bench_llama_subvocabulary.py`: `{report['command']}` at {report['commit'][:10]}, "
+        f"{report['date']}, {report['machine']}, llama-cpp-python {report['llama_cpp_python']}, "
+        f"{report['threads']} threads, load average {report['load_average_before'][0]:.1f} before, "
+        f"{report['load_average_after'][0]:.1f} after.  The machine is shared: absolute times depend on its "
+        "load; the forwards are interleaved so that it hits every draft alike.",
+        "",
+        "## Draft forward over R tree nodes after a 120-token prefix (median)",
+        "",
+        "| draft | " + " | ".join(f"R = {r}" for r in ROWS) + " |",
+        "|---" * (len(ROWS) + 1) + "|",
+    ]
     for name in names:
         cells = [f"{report['forward'][f'{name} {r}']['median_seconds'] * 1000:.0f} ms" for r in ROWS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"## Single-draft acceptance sum min(p, q) against the target, {report['prompts']} prompts x "
-              f"{report['continuation']} tokens (mean over prompts, 95% interval)", "",
-              "| draft | " + " | ".join(f"T = {t}" for t in TEMPERATURES) + " | change against the full draft, T = 1 |"
-              " tokens outside |", "|---" * (len(TEMPERATURES) + 3) + "|"]
+    lines += [
+        "",
+        f"## Single-draft acceptance sum min(p, q) against the target, {report['prompts']} prompts x "
+        f"{report['continuation']} tokens (mean over prompts, 95% interval)",
+        "",
+        "| draft | " + " | ".join(f"T = {t}" for t in TEMPERATURES) + " | change against the full draft, T = 1 |"
+        " tokens outside |",
+        "|---" * (len(TEMPERATURES) + 3) + "|",
+    ]
     for name in names:
         summary = report["summary"][name]
-        cells = [f"{summary[f'T={t}']['mean']:.4f} [{summary[f'T={t}']['ci95'][0]:.4f}, "
-                 f"{summary[f'T={t}']['ci95'][1]:.4f}]" for t in TEMPERATURES]
+        cells = [
+            f"{summary[f'T={t}']['mean']:.4f} [{summary[f'T={t}']['ci95'][0]:.4f}, {summary[f'T={t}']['ci95'][1]:.4f}]"
+            for t in TEMPERATURES
+        ]
         change = summary.get("change T=1.0")
-        cells.append("" if change is None else f"{change['mean']:+.4f} [{change['ci95'][0]:+.4f}, "
-                                               f"{change['ci95'][1]:+.4f}]")
+        cells.append(
+            "" if change is None else f"{change['mean']:+.4f} [{change['ci95'][0]:+.4f}, {change['ci95'][1]:+.4f}]"
+        )
         cells.append("" if "outside" not in summary else f"{summary['outside']['mean']:.3%}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -146,8 +173,14 @@ def main() -> int:
             os.replace(out.with_suffix(".tmp"), out)
         files[f"first {keep} ids"] = out
     report = provenance(args.threads)
-    report.update({"drafts": list(files), "files": {k: str(v) for k, v in files.items()}, "prompts": args.prompts,
-                   "continuation": args.continuation})
+    report.update(
+        {
+            "drafts": list(files),
+            "files": {k: str(v) for k, v in files.items()},
+            "prompts": args.prompts,
+            "continuation": args.continuation,
+        }
+    )
     drafts = {name: LlamaRunner(path, threads=args.threads, context=512) for name, path in files.items()}
     tokenizer = pair.target.load_tokenizer()
     prompts = [encode(tokenizer, prompt, 96) for prompt in pick_prompts(args.prompts)]
@@ -157,17 +190,20 @@ def main() -> int:
     report["positions"] = acceptance(target, drafts, prompts, args.continuation, cut_ids)
     summary = {}
     for name in files:
-        per_prompt = {f"T={t}": [float(np.mean(row[f"{name} T={t}"])) for row in report["positions"]]
-                      for t in TEMPERATURES}
+        per_prompt = {
+            f"T={t}": [float(np.mean(row[f"{name} T={t}"])) for row in report["positions"]] for t in TEMPERATURES
+        }
         summary[name] = {key: clustered(values) for key, values in per_prompt.items()}
         if name != "full":
-            summary[name]["change T=1.0"] = clustered([
-                float(np.mean(np.subtract(row[f"{name} T=1.0"], row["full T=1.0"]))) for row in report["positions"]])
+            summary[name]["change T=1.0"] = clustered(
+                [float(np.mean(np.subtract(row[f"{name} T=1.0"], row["full T=1.0"]))) for row in report["positions"]]
+            )
             summary[name]["outside"] = clustered([row[f"{name} outside"] for row in report["positions"]])
     report["summary"] = summary
     save("llama_subvocabulary.json", report)
-    (RESULTS / "llama_subvocabulary.md").write_text(markdown(json.loads((RESULTS / "llama_subvocabulary.json")
-                                                                        .read_text())))
+    (RESULTS / "llama_subvocabulary.md").write_text(
+        markdown(json.loads((RESULTS / "llama_subvocabulary.json").read_text()))
+    )
     print((RESULTS / "llama_subvocabulary.md").read_text())
     return 0
 

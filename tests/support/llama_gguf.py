@@ -29,8 +29,9 @@ def _matrix(rng: np.random.Generator, rows: int, columns: int, gain: float) -> n
     return (rng.standard_normal((rows, columns)) * gain / np.sqrt(columns)).astype(np.float32)
 
 
-def write_tiny_llama(path: str | Path, *, vocab: int = 48, seed: int = 0, quantized: bool = False,
-                     output_gain: float = 3.0) -> Path:
+def write_tiny_llama(
+    path: str | Path, *, vocab: int = 48, seed: int = 0, quantized: bool = False, output_gain: float = 3.0
+) -> Path:
     """Write the model to ``path``; ``quantized``: the matrices as Q8_0 (64 columns = 2 blocks of 32);
     ``output_gain`` scales the output layer (logits of standard deviation ~``output_gain``)."""
     rng = np.random.default_rng(seed)

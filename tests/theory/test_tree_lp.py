@@ -41,8 +41,9 @@ def average_tokens(pairs: dict, verifier: str, scheme: str, shape) -> float:
     return total
 
 
-@pytest.mark.parametrize("law,k", [("iid", 1), ("iid", 2), ("iid", 3), ("wor", 2), ("wor", 3), ("hub", 2),
-                                   ("greedy", 2), ("topk", 2)])
+@pytest.mark.parametrize(
+    "law,k", [("iid", 1), ("iid", 2), ("iid", 3), ("wor", 2), ("wor", 3), ("hub", 2), ("greedy", 2), ("topk", 2)]
+)
 def test_depth_one_is_one_plus_alpha_star(law, k):
     for vocab, seed in [(3, 0), (3, 1), (4, 2), (4, 3)]:
         for pairs in (table(vocab, 1, seed), dirichlet_table(vocab, 1, seed)):
@@ -51,8 +52,10 @@ def test_depth_one_is_one_plus_alpha_star(law, k):
             assert optimum.bound >= optimum.tokens - 1e-9
 
 
-@pytest.mark.parametrize("scheme,shape,seeds", [("rrs", "1,1", 2), ("rrs", "1,1,1", 1), ("topk", "1,1", 2),
-                                                ("topk", "1,1,1", 2), ("rrs-wor", "1/1", 2)])
+@pytest.mark.parametrize(
+    "scheme,shape,seeds",
+    [("rrs", "1,1", 2), ("rrs", "1,1,1", 1), ("topk", "1,1", 2), ("topk", "1,1,1", 2), ("rrs-wor", "1/1", 2)],
+)
 def test_chains_reach_block_verification(scheme, shape, seeds):
     """Block verification is optimal on chains (Sun et al. among on-path verifiers, Thomas and Pal among all)."""
     shape = parse_shape(shape)
@@ -105,8 +108,9 @@ def test_the_duals_certify_the_optimum():
             prices = np.array([beta.get(context + (y,), 0.0) for y in range(3)])
             value[node] = 1.0 + float(pairs[context][0] @ prices)
             if tree.has_drafts(node):
-                value[node] += max([0.0] + [value[c] - prices[int(tree.tokens[c])]
-                                            for c in set(tree.children_of(node).tolist())])
+                value[node] += max(
+                    [0.0] + [value[c] - prices[int(tree.tokens[c])] for c in set(tree.children_of(node).tolist())]
+                )
         total += prob * value[0]
     assert abs(total - optimum.tokens) <= 1e-9
     assert optimum.tokens > average_tokens(pairs, "traversal-seq", "rrs-wor", shape) + 1e-3  # headroom here

@@ -25,8 +25,23 @@ VOCAB = 3
 #: Uniform shapes, then per-node templates (levels separated by "/": nodes with no drafts, mixed counts).
 SHAPES = [
     parse_shape(spec)
-    for spec in ("1", "1,1", "1,1,1", "2", "3", "2,1", "1,2", "2,2", "3,1", "2,1,1", "2/1,0", "2/0,2", "3/1,0,1",
-                 "1/1/1", "2/1,1/1,0")
+    for spec in (
+        "1",
+        "1,1",
+        "1,1,1",
+        "2",
+        "3",
+        "2,1",
+        "1,2",
+        "2,2",
+        "3,1",
+        "2,1,1",
+        "2/1,0",
+        "2/0,2",
+        "3/1,0,1",
+        "1/1/1",
+        "2/1,1/1,0",
+    )
 ]
 #: The LP scheme is slow; it is checked on the smallest trees only.
 SMALL = {"otm": [parse_shape("2"), parse_shape("1,1")]}

@@ -48,8 +48,17 @@ def test_first_two_tokens_have_the_target_law(pair, verifier, scheme, tree):
     law = sequence_law(target, PROMPT, 2, temperature=1.0, **OPTIONS)
     generator = torch.Generator().manual_seed(11)
     samples = [
-        generate(target, draft, PROMPT, scheme=scheme, tree=tree, max_new_tokens=2, generator=generator,
-                 verifier=verifier, **OPTIONS).tokens
+        generate(
+            target,
+            draft,
+            PROMPT,
+            scheme=scheme,
+            tree=tree,
+            max_new_tokens=2,
+            generator=generator,
+            verifier=verifier,
+            **OPTIONS,
+        ).tokens
         for _ in range(RUNS)
     ]
     assert_law(samples, law)
@@ -59,8 +68,18 @@ def test_first_two_tokens_have_the_target_law(pair, verifier, scheme, tree):
 def test_exact_expected_tokens_match_the_observed_tokens_per_step(pair, verifier, scheme, tree):
     """sum_steps (a + 1 - E[a + 1 | tree]) is a martingale; its z-score uses the per-step bound (a + 1 <= D + 1)."""
     target, draft = pair
-    result = generate(target, draft, PROMPT, scheme=scheme, tree=tree, max_new_tokens=200, verifier=verifier,
-                      generator=torch.Generator().manual_seed(3), exact_expectation=True, **OPTIONS)
+    result = generate(
+        target,
+        draft,
+        PROMPT,
+        scheme=scheme,
+        tree=tree,
+        max_new_tokens=200,
+        verifier=verifier,
+        generator=torch.Generator().manual_seed(3),
+        exact_expectation=True,
+        **OPTIONS,
+    )
     observed = np.array(result.accepted_lengths) + 1.0
     expected = np.array(result.expected_tokens)
     depth = shape_depth(parse_shape(tree))
@@ -100,8 +119,20 @@ def test_bad_combinations_fail_before_any_model_call(counted, verifier, scheme, 
 
 @pytest.mark.parametrize(("verifier", "scheme", "tree", "message"), BAD)
 def test_cli_refuses_bad_combinations_with_one_line_and_exit_code_2(verifier, scheme, tree, message, capsys):
-    argv = ["generate", "--verifier", verifier, "--scheme", scheme, "--tree", tree, "--target", "/nonexistent/t",
-            "--draft", "/nonexistent/d", "a prompt"]
+    argv = [
+        "generate",
+        "--verifier",
+        verifier,
+        "--scheme",
+        scheme,
+        "--tree",
+        tree,
+        "--target",
+        "/nonexistent/t",
+        "--draft",
+        "/nonexistent/d",
+        "a prompt",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "nonexistent" not in err and err.count("\n") == 1

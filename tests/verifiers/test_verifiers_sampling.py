@@ -34,7 +34,9 @@ CASES = [
 
 
 def distinct(tree) -> bool:
-    return all(tree.drafts_of(v).unique().numel() == tree.drafts_of(v).numel() for v in range(tree.size) if tree.has_drafts(v))
+    return all(
+        tree.drafts_of(v).unique().numel() == tree.drafts_of(v).numel() for v in range(tree.size) if tree.has_drafts(v)
+    )
 
 
 def pick_tree(pairs, law: str, spec: str, repeats: bool):

@@ -97,7 +97,7 @@ def test_deterministic_top_k_drafts_reach_the_optimum_with_every_verifier(seed):
     pairs = table(vocab, 3, seed)
     for spec in ("3x2", "2,1,1", "1x3"):
         shape = parse_shape(spec)
-        (tree, contexts, prob), = drafted_trees(pairs, "topk", shape)  # one tree, probability 1
+        ((tree, contexts, prob),) = drafted_trees(pairs, "topk", shape)  # one tree, probability 1
         optimum = 0.0  # sum over nodes of the target's probability of the path to the node
         for context in contexts:
             optimum += np.prod([pairs[context[:i]][0][x] for i, x in enumerate(context)])

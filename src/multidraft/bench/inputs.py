@@ -18,8 +18,9 @@ class ModelPair:
     paths: tuple  # (target, draft) local folders or files, for loading them again elsewhere
 
 
-def load_pair(target_path: str | None, draft_path: str | None, *, draft_precision: str = "int8",
-              draft_vocab: int | None = None) -> ModelPair:
+def load_pair(
+    target_path: str | None, draft_path: str | None, *, draft_precision: str = "int8", draft_vocab: int | None = None
+) -> ModelPair:
     """Local folders when both are given, else the pair installed by set-up (a clear error if missing).
 
     Both models are put on the fast path (:func:`multidraft.execution.prepare`);
@@ -71,8 +72,10 @@ def pick_prompts(count: int, offset: int = 0, category: str | None = None) -> li
     per_category = [load_prompts(name)[offset:] for name in ([category] if category else CATEGORIES)]
     available = sum(map(len, per_category))
     if count > available:
-        raise ValueError(f"{count} prompts asked for, but only {available} are left after skipping the first "
-                         f"{offset} of each category")
+        raise ValueError(
+            f"{count} prompts asked for, but only {available} are left after skipping the first "
+            f"{offset} of each category"
+        )
     picked = []
     for index in range(max(map(len, per_category))):
         for rows in per_category:

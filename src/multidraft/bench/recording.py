@@ -53,8 +53,14 @@ from multidraft.runners import as_runner, read_as_decoder
 from multidraft.sampling_options import check_options, probabilities
 
 #: The per-position arrays and their dtypes (how they read back from a journal).
-COLUMNS = {"token_ids": np.int64, "p": np.float64, "q": np.float64, "p_tail": np.float64, "q_tail": np.float64,
-           "prompt_index": np.int64}
+COLUMNS = {
+    "token_ids": np.int64,
+    "p": np.float64,
+    "q": np.float64,
+    "p_tail": np.float64,
+    "q_tail": np.float64,
+    "prompt_index": np.int64,
+}
 
 
 @dataclass
@@ -93,8 +99,9 @@ class Recording:
     def save(self, path: Path) -> None:
         """Write the ``.npz`` atomically: readers see the old file or the complete new one."""
         with replace_atomically(path) as temporary, open(temporary, "wb") as file:
-            np.savez_compressed(file, header=np.array(json.dumps(self.header)),
-                                **{name: getattr(self, name) for name in COLUMNS})
+            np.savez_compressed(
+                file, header=np.array(json.dumps(self.header)), **{name: getattr(self, name) for name in COLUMNS}
+            )
 
     @classmethod
     def load(cls, path: Path) -> Recording:
@@ -110,20 +117,37 @@ class Recording:
 
 @torch.no_grad()
 def record_prompt(
-    target, draft, prompt: torch.Tensor, index: int, *, temperature: float, top_k: int | None, top_p: float | None,
-    new_tokens: int, top_n: int, seed: int,
+    target,
+    draft,
+    prompt: torch.Tensor,
+    index: int,
+    *,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    new_tokens: int,
+    top_n: int,
+    seed: int,
 ) -> dict[str, np.ndarray]:
     """The rows of prompt ``index`` (a 1-D token id tensor): a continuation sampled with seed ``seed + index``."""
     generator = torch.Generator(device=target.device).manual_seed(seed + index)
     continuation = autoregressive(
-        target, prompt, max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+        target,
+        prompt,
+        max_new_tokens=new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
     ).tokens
     sequence = torch.cat([prompt.cpu(), torch.tensor(continuation, dtype=prompt.dtype)]).unsqueeze(0)
     # logits at positions len(prompt) - 1 .. end - 1 predict the continuation tokens
     span = slice(len(prompt) - 1, sequence.shape[1] - 1)
     laws = []
-    for role, logits in (("target", target(sequence.to(target.device)).logits[0, span]),
-                         ("draft", read_as_decoder(as_runner(draft), sequence[0], len(prompt)))):
+    for role, logits in (
+        ("target", target(sequence.to(target.device)).logits[0, span]),
+        ("draft", read_as_decoder(as_runner(draft), sequence[0], len(prompt))),
+    ):
         logits = logits.double().cpu()
         check_finite(logits, role, range(span.start, span.stop), at=f"prompt {index}")
         laws.append(probabilities(logits, temperature, top_k, top_p))
@@ -175,8 +199,18 @@ def record(
             rows[stored["prompt"]] = {name: np.array(stored[name], dtype=dtype) for name, dtype in COLUMNS.items()}
     for index, prompt in enumerate(prompts):
         if index not in rows:
-            rows[index] = record_prompt(target, draft, prompt, index, temperature=temperature, top_k=top_k,
-                                        top_p=top_p, new_tokens=new_tokens, top_n=top_n, seed=seed)
+            rows[index] = record_prompt(
+                target,
+                draft,
+                prompt,
+                index,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                new_tokens=new_tokens,
+                top_n=top_n,
+                seed=seed,
+            )
             if store is not None:
                 store.append({"prompt": index, **{name: rows[index][name].tolist() for name in COLUMNS}})
         if progress is not None:

@@ -21,14 +21,20 @@ def register(subparsers) -> None:
     add_model_arguments(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--prompts", type=int, default=24, help="number of prompts (round-robin over categories)")
-    parser.add_argument("--offset", type=int, default=0,
-                        help="skip the first N prompts of each category (the benchmarks use the first ones)")
+    parser.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="skip the first N prompts of each category (the benchmarks use the first ones)",
+    )
     parser.add_argument("--new-tokens", type=int, default=32, help="target-sampled tokens per prompt")
     parser.add_argument("--max-prompt-tokens", type=int, default=256)
     parser.add_argument("--top-n", type=int, default=256, help="tokens kept per position (the rest is a tail mass)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output .npz file")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote OUT.partial.jsonl")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run that wrote OUT.partial.jsonl"
+    )
     parser.set_defaults(run=run)
 
 
@@ -59,10 +65,15 @@ def record_to_file(args: argparse.Namespace, pair, prompts, temperature: float, 
             new_tokens=args.new_tokens,
             top_n=args.top_n,
             seed=args.seed,
-            header={**pair.names, "prompts": [f"{p.category}/{p.id}" for p in prompts],
-                    "categories": [p.category for p in prompts], "prompt_offset": args.offset,
-                    "max_prompt_tokens": args.max_prompt_tokens, "draft_precision": args.draft_precision,
-                    "draft_vocab": args.draft_vocab},  # all that shapes the rows: a resume must match it
+            header={
+                **pair.names,
+                "prompts": [f"{p.category}/{p.id}" for p in prompts],
+                "categories": [p.category for p in prompts],
+                "prompt_offset": args.offset,
+                "max_prompt_tokens": args.max_prompt_tokens,
+                "draft_precision": args.draft_precision,
+                "draft_vocab": args.draft_vocab,
+            },  # all that shapes the rows: a resume must match it
             progress=lambda _: bar.update(),
             journal=journal_path(out),
             resume=resume,

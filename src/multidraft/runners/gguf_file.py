@@ -44,9 +44,17 @@ class GGUFInfo:
 
 #: struct formats of GGUF's fixed-size value types.
 _FIXED = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
 }
 
 
@@ -130,8 +138,9 @@ def read_gguf(path: str | os.PathLike) -> GGUFInfo:
         raise ValueError(f"{str(path)!r} names no architecture or no vocabulary (tokenizer.ggml.tokens)")
     context = values.get(Keys.LLM.CONTEXT_LENGTH.format(arch=architecture))
     kept, inputs = header.arrays.get(KEPT_IDS), header.arrays.get(INPUT_IDS)
-    if (kept is None) != (inputs is None) or (kept is not None and (len(kept) != vocab_size or (
-            inputs.max(initial=0) >= vocab_size))):
+    if (kept is None) != (inputs is None) or (
+        kept is not None and (len(kept) != vocab_size or (inputs.max(initial=0) >= vocab_size))
+    ):
         raise ValueError(f"{str(path)!r} has an inconsistent sub-vocabulary ({KEPT_IDS}, {INPUT_IDS})")
     ends = [values.get(key) for key in (Keys.Tokenizer.EOS_ID, Keys.Tokenizer.EOT_ID, Keys.Tokenizer.EOM_ID)]
     return GGUFInfo(

@@ -119,16 +119,25 @@ class LlamaRunner:
 
     engine = "llama.cpp"
 
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, context: int = 4096,
-                 sequences: int = 64, flash_attention: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        context: int = 4096,
+        sequences: int = 64,
+        flash_attention: bool = False,
+    ):
         path = Path(path)
         if not path.is_file() or path.suffix.lower() != ".gguf":
             raise ValueError(f"the llama.cpp engine loads one .gguf file; {str(path)!r} is not one")
         if threads is None:
             threads = os.cpu_count() or 1
         if threads < 1 or context < 1 or not 1 <= sequences <= 256:
-            raise ValueError(f"threads and context must be >= 1 and sequences in 1..256, got threads = {threads}, "
-                             f"context = {context}, sequences = {sequences}")
+            raise ValueError(
+                f"threads and context must be >= 1 and sequences in 1..256, got threads = {threads}, "
+                f"context = {context}, sequences = {sequences}"
+            )
         self._lib = lib = _bindings()
         self._model = self._context = self._batch = None
         model_params = lib.llama_model_default_params()
@@ -143,8 +152,9 @@ class LlamaRunner:
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
-        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention else \
-            lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         self._context = lib.llama_init_from_model(self._model, params)
         if not self._context:
             raise ValueError(f"llama.cpp could not create a context of {context} cells for {str(path)!r}")
@@ -189,11 +199,15 @@ class LlamaRunner:
     def check(self, role: str, total_length: int) -> None:
         """``total_length`` positions fit the context's cells and the model's trained context."""
         if total_length > self.context:
-            raise ValueError(f"prompt + max_new_tokens + tree depth = {total_length} exceeds the {role} model's "
-                             f"llama.cpp context of {self.context} cells (load it with a larger context)")
+            raise ValueError(
+                f"prompt + max_new_tokens + tree depth = {total_length} exceeds the {role} model's "
+                f"llama.cpp context of {self.context} cells (load it with a larger context)"
+            )
         if total_length > self.trained_context:
-            raise ValueError(f"prompt + max_new_tokens + tree depth = {total_length} exceeds the {role} model's "
-                             f"trained context of {self.trained_context} positions")
+            raise ValueError(
+                f"prompt + max_new_tokens + tree depth = {total_length} exceeds the {role} model's "
+                f"trained context of {self.trained_context} positions"
+            )
 
     # -- forward -------------------------------------------------------------------------------
     def _read(self, tokens, positions, visible, keep) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
@@ -202,18 +216,22 @@ class LlamaRunner:
         queries = int(tokens.shape[0]) if tokens.dim() == 1 else -1
         cached, committed = self.cached(), self._committed
         if queries < 1 or tuple(positions.shape) != (queries,):
-            raise ValueError(f"tokens and positions must be [Q] with Q >= 1, got {tuple(tokens.shape)} and "
-                             f"{tuple(positions.shape)}")
+            raise ValueError(
+                f"tokens and positions must be [Q] with Q >= 1, got {tuple(tokens.shape)} and {tuple(positions.shape)}"
+            )
         if tokens.is_floating_point() or positions.is_floating_point() or tokens.dtype == torch.bool:
             raise ValueError(f"tokens and positions must be integers, got {tokens.dtype} and {positions.dtype}")
         if tuple(visible.shape) != (queries, cached + queries) or visible.dtype != torch.bool:
-            raise ValueError(f"visible must be bool [Q, cached + Q] = [{queries}, {cached + queries}], "
-                             f"got {visible.dtype} {tuple(visible.shape)}")
+            raise ValueError(
+                f"visible must be bool [Q, cached + Q] = [{queries}, {cached + queries}], "
+                f"got {visible.dtype} {tuple(visible.shape)}"
+            )
         if not 1 <= keep <= queries:
             raise ValueError(f"keep must be in 1..{queries}, got {keep}")
         if cached + queries > self.context:
-            raise ValueError(f"{cached} cached entries + {queries} queries exceed the llama.cpp context of "
-                             f"{self.context} cells")
+            raise ValueError(
+                f"{cached} cached entries + {queries} queries exceed the llama.cpp context of {self.context} cells"
+            )
         ids, at = tokens.detach().cpu().numpy(), positions.detach().cpu().numpy()
         if ((ids < 0) | (ids >= self.vocab_size)).any():
             raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1}")
@@ -221,14 +239,17 @@ class LlamaRunner:
             ids = self._read_as[ids]
         visible = visible.detach().cpu().numpy()
         if not visible[:, :committed].all():
-            raise ValueError("visible is not a forest over the committed prefix: a query does not see all "
-                             f"{committed} committed entries")
+            raise ValueError(
+                "visible is not a forest over the committed prefix: a query does not see all "
+                f"{committed} committed entries"
+            )
         rest = visible[:, committed:]  # [Q, U + Q], U uncommitted entries, then the queries
         uncommitted = cached - committed
         own = rest[:, uncommitted:]  # [Q, Q]
         if not own.diagonal().all() or np.triu(own, 1).any():
-            raise ValueError("visible is not a forest over the committed prefix: each query must see itself "
-                             "and no later query")
+            raise ValueError(
+                "visible is not a forest over the committed prefix: each query must see itself and no later query"
+            )
         seen = rest.copy()  # what each query sees besides itself and the committed prefix
         seen[np.arange(queries), uncommitted + np.arange(queries)] = False
         latest = np.maximum.accumulate(np.where(seen, np.arange(seen.shape[1]), -1), axis=1)  # last seen column <= c
@@ -237,12 +258,16 @@ class LlamaRunner:
         parents = np.concatenate([np.asarray(self._parent, dtype=np.int64) - committed, query_parents])
         parents[parents < 0] = -1  # [U + Q] relative to the first uncommitted entry
         if not (np.broadcast_to(parents, seen.shape)[seen] == before[seen]).all():
-            raise ValueError("visible is not a forest over the committed prefix: what a query sees past the "
-                             "prefix must be one chain of ancestors (each entry's parent, up to the prefix)")
+            raise ValueError(
+                "visible is not a forest over the committed prefix: what a query sees past the "
+                "prefix must be one chain of ancestors (each entry's parent, up to the prefix)"
+            )
         depths = seen.sum(1)  # [Q]
         if not np.array_equal(at, committed + depths):
-            raise ValueError(f"positions must be the committed length ({committed}) plus each query's depth "
-                             f"past it {(committed + depths).tolist()}, got {at.tolist()}")
+            raise ValueError(
+                f"positions must be the committed length ({committed}) plus each query's depth "
+                f"past it {(committed + depths).tolist()}, got {at.tolist()}"
+            )
         offsets = np.where(query_parents < 0, committed - 1, query_parents + committed)
         return ids, at, offsets.tolist(), depths.tolist()
 
@@ -260,8 +285,10 @@ class LlamaRunner:
                 primary.append(primary[above - committed])
             else:
                 if not free:
-                    raise ValueError(f"the uncommitted forest needs more than the {self.sequences} sequence ids "
-                                     "of this llama.cpp context (one per leaf; load it with more sequences)")
+                    raise ValueError(
+                        f"the uncommitted forest needs more than the {self.sequences} sequence ids "
+                        "of this llama.cpp context (one per leaf; load it with more sequences)"
+                    )
                 fresh = free.pop()
                 primary.append(fresh)
                 if self._synced[fresh] < committed:  # the committed entries it lacks, from id 0
@@ -282,8 +309,10 @@ class LlamaRunner:
         status = lib.llama_decode(self._context, self._batch)
         if status != 0:
             self.reset()
-            raise RuntimeError(f"llama_decode failed with status {status} on {queries} queries after {cached} "
-                               "cached entries; the cache was emptied")
+            raise RuntimeError(
+                f"llama_decode failed with status {status} on {queries} queries after {cached} "
+                "cached entries; the cache was emptied"
+            )
         self._parent, self._depth, self._primary, self._has_child, self._free = parent, depth, primary, has_child, free
         for seq in set(primary):
             self._synced[seq] = committed
@@ -313,19 +342,25 @@ class LlamaRunner:
         lib, committed, cached = self._lib, self._committed, self.cached()
         path = [int(offset) for offset in path]
         if not 0 <= length <= cached or any(not length <= o < cached for o in path) or path != sorted(set(path)):
-            raise ValueError(f"keep_path needs 0 <= length <= {cached} and increasing path offsets in "
-                             f"[length, {cached}), got length = {length}, path = {path}")
+            raise ValueError(
+                f"keep_path needs 0 <= length <= {cached} and increasing path offsets in "
+                f"[length, {cached}), got length = {length}, path = {path}"
+            )
         kept = length + len(path)
         low = [o for o in path if o < committed]  # committed entries kept past ``length``: the next ones in order
-        chain = list(range(committed, length)) + path[len(low):]  # the kept uncommitted entries
+        chain = list(range(committed, length)) + path[len(low) :]  # the kept uncommitted entries
         if low != list(range(length, length + len(low))) or (chain and length + len(low) < committed):
-            raise ValueError(f"keep_path: the kept entries must form one path from the start of the cache; "
-                             f"offsets {path} after {length} skip committed entries")
+            raise ValueError(
+                f"keep_path: the kept entries must form one path from the start of the cache; "
+                f"offsets {path} after {length} skip committed entries"
+            )
         previous = committed - 1 if chain else length + len(low) - 1
         for offset in chain:
             if self._parent[offset - committed] != previous:
-                raise ValueError(f"keep_path: entry {offset} does not continue the kept entries (its parent is "
-                                 f"{self._parent[offset - committed]}, not {previous})")
+                raise ValueError(
+                    f"keep_path: entry {offset} does not continue the kept entries (its parent is "
+                    f"{self._parent[offset - committed]}, not {previous})"
+                )
             previous = offset
         last = previous
         if last < committed:  # nothing uncommitted kept: cut at ``kept``

@@ -79,8 +79,9 @@ def write_subvocabulary(source: str | os.PathLike, out: str | os.PathLike, keep:
             value = [value[i] for i in ids]
         elif key == Keys.Tokenizer.MERGES:
             kept = {tokens[i] for i in ids}
-            value = [m for m in value if (pair := m.split(" ", 1)) and all(p in kept for p in pair)
-                     and "".join(pair) in kept]
+            value = [
+                m for m in value if (pair := m.split(" ", 1)) and all(p in kept for p in pair) and "".join(pair) in kept
+            ]
         elif key.startswith("tokenizer.ggml.") and key.endswith(TOKEN_ID_SUFFIX):
             if new_id[value] < 0:
                 continue  # a special id outside the sub-vocabulary: dropped
@@ -90,8 +91,9 @@ def write_subvocabulary(source: str | os.PathLike, out: str | os.PathLike, keep:
         sub_type = field.types[-1] if kind == GGUFValueType.ARRAY else None
         writer.add_key_value(key, value, kind, sub_type=sub_type)
     writer.add_key_value(KEPT_IDS, ids.astype(np.uint32).tolist(), GGUFValueType.ARRAY, GGUFValueType.UINT32)
-    writer.add_key_value(INPUT_IDS, read_as(tokens, ids).astype(np.uint32).tolist(), GGUFValueType.ARRAY,
-                         GGUFValueType.UINT32)
+    writer.add_key_value(
+        INPUT_IDS, read_as(tokens, ids).astype(np.uint32).tolist(), GGUFValueType.ARRAY, GGUFValueType.UINT32
+    )
     for tensor in reader.tensors:
         data = tensor.data
         if tensor.name in PER_TOKEN:

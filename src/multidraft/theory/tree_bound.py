@@ -58,8 +58,7 @@ def alpha_star_set(law: str, p: np.ndarray, q: np.ndarray, drafts: np.ndarray) -
     q_sorted, prefix_p, complement_q = _prefix_masses(p, q)
     if law == "iid" or k == 1:
         inside = np.concatenate([[0.0], np.cumsum(q_sorted)])  # q(H_n)
-        miss = np.where(complement_q <= 0.5, -np.expm1(k * np.log1p(-np.minimum(complement_q, 0.5))),
-                        1 - inside**k)
+        miss = np.where(complement_q <= 0.5, -np.expm1(k * np.log1p(-np.minimum(complement_q, 0.5))), 1 - inside**k)
     elif np.count_nonzero(q > 0) < k:  # the drafts are the whole support: all in H iff H covers it
         miss = (complement_q > 0).astype(float)
     else:

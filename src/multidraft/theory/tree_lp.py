@@ -269,15 +269,25 @@ class _Master:
         rule_rows, rule_cols = np.nonzero(self.rules)
         rows, cols, vals = self.coupling
         a_eq = coo_matrix(
-            (np.concatenate([vals, -self.rules[rule_rows, rule_cols]]),
-             (np.concatenate([rows, rule_rows]), np.concatenate([cols, n - 1 + rule_cols]))),
+            (
+                np.concatenate([vals, -self.rules[rule_rows, rule_cols]]),
+                (np.concatenate([rows, rule_rows]), np.concatenate([cols, n - 1 + rule_cols])),
+            ),
             shape=(n, n - 1 + self.rules.shape[1]),
         ).tocsr()
         a_ub = coo_matrix(self.a_ub).copy()
         a_ub.resize((n - 1, n - 1 + self.rules.shape[1]))
         cost = np.concatenate([-np.ones(n - 1), np.zeros(self.rules.shape[1])])
-        result = linprog(cost, A_ub=a_ub.tocsr(), b_ub=self.b_ub, A_eq=a_eq, b_eq=self.b_eq, bounds=(0, None),
-                         method="highs", options=_HIGHS_OPTIONS)
+        result = linprog(
+            cost,
+            A_ub=a_ub.tocsr(),
+            b_ub=self.b_ub,
+            A_eq=a_eq,
+            b_eq=self.b_eq,
+            bounds=(0, None),
+            method="highs",
+            options=_HIGHS_OPTIONS,
+        )
         if result.status != 0:
             raise RuntimeError(f"HiGHS failed on the tree LP: {result.message}")
         # A rule column has cost 0 and entries -x_r in the coupling rows: reduced cost pi . x_r (minimisation).

@@ -42,8 +42,15 @@ from multidraft.verifiers.base import Outcome, Verifier
 
 _VERIFIERS = {
     verifier.name: verifier
-    for verifier in (token.VERIFIER, block.VERIFIER, traversal.PAPER, traversal.SEQUENTIAL, gbv.VERIFIER,
-                     ordered.VERIFIER, match.VERIFIER)
+    for verifier in (
+        token.VERIFIER,
+        block.VERIFIER,
+        traversal.PAPER,
+        traversal.SEQUENTIAL,
+        gbv.VERIFIER,
+        ordered.VERIFIER,
+        match.VERIFIER,
+    )
 }
 
 

@@ -138,9 +138,14 @@ class GreedyMultiPath(Verifier):
 
     def verify(self, tree: Tree, scheme: Scheme, p, q, generator) -> Walk:
         self.check_tree(tree, scheme)
-        coins = iter(torch.rand(tree.size + sum(int(tree.drafts_of(v).numel()) for v in range(tree.size)
-                                                if tree.has_drafts(v)),
-                                dtype=torch.float64, generator=generator, device=p.device).tolist())
+        coins = iter(
+            torch.rand(
+                tree.size + sum(int(tree.drafts_of(v).numel()) for v in range(tree.size) if tree.has_drafts(v)),
+                dtype=torch.float64,
+                generator=generator,
+                device=p.device,
+            ).tolist()
+        )
         for node, state in self.decisions(tree, scheme, p, q):
             if node == 0 or next(coins) < state.weight:
                 return outcome_walk(tree, node, int(sample_categorical(state.token_law(), generator)))

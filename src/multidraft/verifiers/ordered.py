@@ -102,7 +102,7 @@ def one_minus(q: torch.Tensor) -> torch.Tensor:
     out = total - q
     heavy = int(torch.argmax(q))
     if q[heavy] > 0.5 * total:
-        out[heavy] = q.sum() - q[heavy] if q.numel() == 1 else torch.cat([q[:heavy], q[heavy + 1:]]).sum()
+        out[heavy] = q.sum() - q[heavy] if q.numel() == 1 else torch.cat([q[:heavy], q[heavy + 1 :]]).sum()
     return out
 
 
@@ -125,6 +125,8 @@ class RatioTraversal(Traversal):
 
 
 VERIFIER = RatioTraversal(
-    "traversal-ratio", SEQUENTIAL_LAWS, SEQUENTIAL_LAWS,
+    "traversal-ratio",
+    SEQUENTIAL_LAWS,
+    SEQUENTIAL_LAWS,
     "traversal with two iid/wor drafts in decreasing p/q order, proved in multidraft.verifiers.ordered",
 )
