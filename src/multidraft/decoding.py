@@ -185,12 +185,8 @@ def run(
     """
     trace = [] if record else None
     expected = [] if exact_expectation else None
-    observers = [
-        observe
-        for observe, wanted in ((tracer(trace), record), (expectation(verifier, expected), exact_expectation))
-        if wanted
-    ]
-    sampling = sampling_of(target, draft, temperature, top_k, top_p)
+    observers = [tracer(trace)] * record + [expectation(verifier, expected)] * exact_expectation
+    sampling = Sampling.for_runners(temperature, top_k, top_p, target, draft)
     out, steps, watch = decode(
         target,
         draft,
@@ -205,15 +201,6 @@ def run(
         observers=observers,
     )
     return result_of(out, steps, watch, *label, depth, trace, expected)
-
-
-def sampling_of(target: Runner, draft: Runner | None, temperature: float, top_k, top_p) -> Sampling:
-    """Laws on the target's device, in the widest of the models' dtypes and float32."""
-    dtype = torch.float32
-    for runner in (target, draft):
-        if runner is not None:
-            dtype = torch.promote_types(dtype, getattr(runner, "dtype", torch.float32))
-    return Sampling(temperature, top_k, top_p, target.device, dtype)
 
 
 @torch.no_grad()

@@ -66,6 +66,15 @@ class Sampling:
     device: torch.device
     dtype: torch.dtype
 
+    @classmethod
+    def for_runners(cls, temperature: float, top_k, top_p, target, draft=None) -> Sampling:
+        """Laws on the target's device, in the widest of float32 and the models' dtypes (runners or models)."""
+        dtype = torch.float32
+        for model in (target, draft):
+            if model is not None:
+                dtype = torch.promote_types(dtype, getattr(model, "dtype", torch.float32))
+        return cls(temperature, top_k, top_p, target.device, dtype)
+
     def laws(self, logits: torch.Tensor) -> torch.Tensor:
         """Processed law [..., V] of raw logits [..., V] on the sampling device."""
         return probabilities(logits.to(self.device, self.dtype), self.temperature, self.top_k, self.top_p)

@@ -41,8 +41,9 @@ import torch
 
 from multidraft import schemes, verifiers
 from multidraft.bench.stats import paired_ratio_difference, ratio_interval
-from multidraft.decoding import check_request, sampling_of
+from multidraft.requests import check_request
 from multidraft.runners import as_runner
+from multidraft.sampling_options import Sampling
 from multidraft.shapes import check_shape, parse_shape, shape_depth, uniform_factors
 from multidraft.step import TreePlan, speculative_step
 from multidraft.verifiers.token import integrated_tokens
@@ -93,7 +94,7 @@ def paired_steps(
     target, draft = as_runner(target), as_runner(draft)
     seq, _ = check_request(target, prompt, new_tokens, temperature, top_k, top_p, None, None)
     device = target.device
-    sampling = sampling_of(target, None, temperature, top_k, top_p)
+    sampling = Sampling.for_runners(temperature, top_k, top_p, target)
     generator = torch.Generator(device=device).manual_seed(seed)
     target.reset()
     draft.reset()
