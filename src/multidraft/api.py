@@ -39,7 +39,7 @@ PILOT_TOKENS = 32
 #: Tokens of largest p + q kept per pilot position (the rest merged into one tail token).
 PILOT_TOP_N = 256
 
-_tables: dict[tuple, PlanTable] = {}  # per prior and candidate list: built once per process
+_tables: dict[tuple, tuple[Prior, PlanTable]] = {}  # per prior and candidate list: built once per process
 
 
 @torch.no_grad()
@@ -93,9 +93,12 @@ def planner_for(
         target, draft, temperature, top_k, top_p, lambda: pilot_prior(target, draft, seq, temperature, top_k, top_p)
     )
     key = (id(prior), tuple(candidates))
-    table = _tables.get(key)
-    if table is None:
-        table = _tables[key] = PlanTable.of(prior, candidates)
+    held, table = _tables.get(key, (None, None))
+    if held is not prior:
+        if len(_tables) >= 8:
+            _tables.clear()
+        table = PlanTable.of(prior, candidates)
+        _tables[key] = (prior, table)  # holding the prior keeps its id from naming another one
     return OnlinePlanner(profile, prior, table, generator, max_new_tokens, adapt=adapt)
 
 
