@@ -10,6 +10,9 @@ from multidraft.api import generate
 from multidraft.planning.acceptance import PLANNED
 from tests.support.models import tiny_llama
 
+#: The planned schemes that draw two drafts at a node.
+TWO_DRAFT_SCHEMES = {"rrs", "rrs-wor", "kseq", "spechub", "greedy", "topk"}
+
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
