@@ -5,7 +5,8 @@ step, averaged over every tree the scheme's draft law grows (the whole-tree orac
 tests/support/oracle.py); the optimum of the tree LP (:mod:`multidraft.theory.tree_lp`) for that
 draft law; the best per-tree dual bound of :mod:`multidraft.theory.tree_bound` over a grid of theta
 (the bound that is computable on real trees; laws iid, wor, topk); and the fraction of the headroom
-over the token walk (same scheme) that the verifier captures: (E_v - E_token) / (optimum - E_token).
+over the token walk (same scheme) that the verifier captures: (E_v - E_token) / (optimum - E_token), summed
+over the tables.
 
 Tables: the oracle's tables (V = 3; every context cycles through degenerate pairs: zeros, one-hot,
 disjoint supports, near-one-hot, p = q) and random ones (p ~ Dirichlet(1), q = (p + an independent
@@ -54,7 +55,7 @@ TABLES = [
 ]
 #: theta grid of the dual bound, by height (0 = the deepest level's prices).
 THETA_GRID = {0: (0.5, 0.75, 1.0, 1.25, 1.5), 1: (1.0, 1.5, 2.0, 2.5, 3.0), 2: (1.0, 2.0, 3.0, 4.0)}
-HEADROOM_FLOOR = 1e-9  # below this the optimum equals the token walk and no fraction is given
+HEADROOM_FLOOR = 1e-3  # tokens per step: below this headroom (per table) no captured fraction is given
 
 
 def dirichlet_table(vocab: int, depth: int, seed: int) -> dict:
@@ -107,11 +108,6 @@ def measure(pairs: dict, scheme: str, shape) -> dict:
     }
 
 
-def capture(tokens: float, token_walk: float, optimum: float) -> float | None:
-    headroom = optimum - token_walk
-    return None if headroom <= HEADROOM_FLOOR else (tokens - token_walk) / headroom
-
-
 def summarise(records: list[dict]) -> list[dict]:
     """Per (vocab, scheme, shape, verifier), over the tables: mean tokens, mean optimum, headroom and the
     captured fraction of the summed headroom (sum of gains over sum of headrooms)."""
@@ -122,7 +118,7 @@ def summarise(records: list[dict]) -> list[dict]:
 
     def order(item):
         vocab, scheme, shape = item[0]
-        return vocab, SCHEMES.index(scheme), SHAPES[vocab].index(shape)
+        return vocab, SCHEMES.index(scheme), [format_shape(parse_shape(spec)) for spec in SHAPES[vocab]].index(shape)
 
     for (vocab, scheme, shape), chosen in sorted(groups.items(), key=order):
         token = np.array([r["tokens"]["token"] for r in chosen])
@@ -162,7 +158,8 @@ def markdown(rows: list[dict], header: dict) -> str:
         "E: exact expected tokens per step, averaged over the tables (and over every drafted tree). optimum: the "
         "tree LP. bound: the best per-tree dual bound on a theta grid (computable on real trees; iid, wor and topk "
         "laws). headroom: optimum over the token walk of the same scheme. gain: the verifier over the token walk. "
-        "captured: the verifier's summed gain over the summed headroom (— where there is none).",
+        "captured: the verifier's summed gain over the summed headroom (— where the headroom is under "
+        f"{HEADROOM_FLOOR} tokens per step per table).",
         "",
         "| V | scheme | tree | verifier | tables | E | optimum | bound | headroom % | gain % | captured |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -1,5 +1,5 @@
-"""traversal-ratio (verifiers.ordered): its sequential laws factor the draft set's law, and it keeps draft
-order where it does not reorder.  Exactness on whole trees is in test_oracle.py (every registered verifier),
+"""traversal-ratio (verifiers.ordered): its sequential laws factor the draft law in its order, and it keeps
+draft order where it does not reorder.  Exactness on whole trees is in test_oracle.py (every registered verifier),
 the law through ``generate`` in test_verifiers_generate.py and the sampler in test_verifiers_sampling.py."""
 
 from __future__ import annotations
@@ -13,34 +13,33 @@ import torch
 from multidraft import schemes, verifiers
 from multidraft.schemes.draft_laws import enumerate_law
 from multidraft.shapes import parse_shape
-from multidraft.verifiers.ordered import first_law, ratio_rank, second_law
+from multidraft.verifiers.ordered import first_law, second_law
 from tests.support.oracle import drafted_trees, node_laws, table
 
 
 @pytest.mark.parametrize("law", ["iid", "wor"])
-def test_the_ordered_laws_factor_the_draft_sets_law(law):
+def test_the_ordered_laws_factor_the_draft_law(law):
+    """q_1(b) q_2(a | b) = P(b verified first, a second), from the enumerated draft law: a draft with p >= q
+    goes before one with p < q, otherwise draft order."""
     rng = np.random.default_rng(0)
     for vocab in (2, 3, 6):
         for _ in range(20):
             p, q = rng.dirichlet(np.ones(vocab)), rng.dirichlet(np.full(vocab, 0.5))
-            q[rng.integers(vocab)] = 0 if vocab > 2 else q[0]
-            q /= q.sum()
-            tuples, probs = enumerate_law(law, q, 2)
-            sets: dict[frozenset, float] = {}
-            for pair, prob in zip(tuples.tolist(), probs):
-                sets[frozenset(pair)] = sets.get(frozenset(pair), 0.0) + prob
-            q64, p64 = torch.from_numpy(q), torch.from_numpy(p)
-            rank = ratio_rank(p64, q64)
-            first = first_law(law, q64, rank)
+            if vocab > 2:
+                q[rng.integers(vocab)] = 0
+                q /= q.sum()
+            wanted = p >= q
+            ordered: dict[tuple[int, int], float] = {}
+            for (x1, x2), prob in zip(enumerate_law(law, q, 2)[0].tolist(), enumerate_law(law, q, 2)[1]):
+                key = (x2, x1) if (not wanted[x1] and wanted[x2]) else (x1, x2)
+                ordered[key] = ordered.get(key, 0.0) + prob
+            q64, mask = torch.from_numpy(q), torch.from_numpy(wanted)
+            first = first_law(law, q64, mask)
             assert abs(float(first.sum()) - 1) <= 1e-12
             for b in range(vocab):
-                if first[b] == 0:
-                    continue
-                second = second_law(law, q64, rank, first, b)
+                second = second_law(law, q64, mask, first, b) if first[b] > 0 else torch.zeros(vocab)
                 for a in range(vocab):
-                    pair = frozenset((a, b))
-                    expected = sets.get(pair, 0.0) if (a == b or rank[a] < rank[b]) else 0.0
-                    assert abs(float(first[b] * second[a]) - expected) <= 1e-12, (vocab, a, b)
+                    assert abs(float(first[b] * second[a]) - ordered.get((b, a), 0.0)) <= 1e-12, (vocab, a, b)
 
 
 def test_draft_order_where_nothing_is_reordered():

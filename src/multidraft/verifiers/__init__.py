@@ -11,8 +11,8 @@
 * ``gbv``            greedy multi-path block verification (after Thomas and Pal, arXiv 2602.16961), derived
                      and proved in :mod:`multidraft.verifiers.gbv`: on these trees it has the law of
                      ``traversal-seq``;
-* ``traversal-ratio`` traversal with a node's two iid / wor drafts verified in decreasing p/q order,
-                     proved in :mod:`multidraft.verifiers.ordered` (draft order elsewhere);
+* ``traversal-ratio`` traversal with a node's two iid / wor drafts verified wanted-first (p >= q before
+                     p < q), proved in :mod:`multidraft.verifiers.ordered` (draft order elsewhere);
 * ``match``          llama.cpp's own rule, a labelled baseline: the draft's top-1 chain, the target
                      sampled at every node, drafts accepted while they match (:mod:`multidraft.verifiers.match`).
 
