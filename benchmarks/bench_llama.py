@@ -200,6 +200,7 @@ def divergence(path: Path, prompts: list[torch.Tensor], continuation: int, threa
         rows = len(text) - len(prompt) + 1  # the positions that predict the continuation, and the next
         llama_logits.append(runner.forward(text, torch.arange(len(text)), causal_visibility(0, len(text)), rows))
     runner.close()
+    wait_for_memory(8 << 30)  # the float32 target: 6.2 GB
     target = models.bundled_pair().target.load(dtype=torch.float32)
     torch_runner = TorchRunner(target)
     out = []
@@ -229,6 +230,20 @@ def divergence(path: Path, prompts: list[torch.Tensor], continuation: int, threa
             flush=True,
         )
     return out
+
+
+def wait_for_memory(needed: int, patience: float = 3600.0) -> None:
+    """Wait (up to ``patience`` seconds) until the machine has ``needed`` bytes available: it is shared."""
+    deadline = time.monotonic() + patience
+    while True:
+        with open("/proc/meminfo") as info:
+            available = next(int(line.split()[1]) << 10 for line in info if line.startswith("MemAvailable:"))
+        if available >= needed:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {available >> 20} MiB available, {needed >> 20} MiB needed: try later")
+        print(f"waiting for memory: {available >> 20} MiB available, {needed >> 20} MiB needed", flush=True)
+        time.sleep(60)
 
 
 def clustered(values: list[float]) -> dict:
@@ -282,6 +297,14 @@ def markdown(forward: dict | None, plain: dict | None, kl: dict | None) -> str:
                 f"| {engine} | {summary['mean']:.2f} [{summary['ci95'][0]:.2f}, {summary['ci95'][1]:.2f}] "
                 f"| {summary['prompts']} |"
             )
+        rate = {(row["engine"], row["prompt"]): row["tokens_per_second"] for row in plain["runs"]}
+        ours, theirs = "multidraft autoregressive, LlamaRunner", "llama-cpp-python Llama.generate"
+        ratio = clustered([rate[ours, prompt] / rate[theirs, prompt] for _, prompt in rate if _ == ours])
+        lines += [
+            "",
+            f"Paired by prompt, multidraft's rate over llama-cpp-python's: {ratio['mean']:.2f} "
+            f"[{ratio['ci95'][0]:.2f}, {ratio['ci95'][1]:.2f}] (mean of per-prompt ratios, 95% interval).",
+        ]
     if kl is not None:
         lines += [
             "",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_llama import PREFIX, RESULTS, ROWS, clustered, provenance, save, tree_call  # noqa: E402
+from bench_llama import PREFIX, RESULTS, ROWS, clustered, provenance, save, tree_call, wait_for_memory  # noqa: E402
 from multidraft import models  # noqa: E402
 from multidraft.bench.inputs import encode, pick_prompts  # noqa: E402
 from multidraft.decoding import autoregressive  # noqa: E402
@@ -164,6 +164,7 @@ def main() -> int:
     torch.set_num_threads(1)
     pair = models.bundled_pair()
     source = pair.draft.gguf_path()
+    wait_for_memory(6 << 30)  # the drafts and the target in llama.cpp: about 5 GB (the machine is shared)
     files = {"full": source}
     for keep in args.keep:
         out = source.with_name(f"{source.stem}-vocabulary{keep}.gguf")

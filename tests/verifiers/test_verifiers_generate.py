@@ -36,6 +36,7 @@ LAW_CASES = [
     ("gbv", "rrs", "2/1,1"),
     ("traversal-ratio", "rrs-wor", "2x2"),
     ("traversal-ratio", "rrs", "2,1"),
+    ("match", "topk", "1x3"),
 ]
 
 
@@ -64,7 +65,9 @@ def test_first_two_tokens_have_the_target_law(pair, verifier, scheme, tree):
     assert_law(samples, law)
 
 
-@pytest.mark.parametrize(("verifier", "scheme", "tree"), [("block", "sps", "1x4"), ("traversal", "rrs", "2x3")])
+@pytest.mark.parametrize(
+    ("verifier", "scheme", "tree"), [("block", "sps", "1x4"), ("traversal", "rrs", "2x3"), ("match", "topk", "1x4")]
+)
 def test_exact_expected_tokens_match_the_observed_tokens_per_step(pair, verifier, scheme, tree):
     """sum_steps (a + 1 - E[a + 1 | tree]) is a martingale; its z-score uses the per-step bound (a + 1 <= D + 1)."""
     target, draft = pair
