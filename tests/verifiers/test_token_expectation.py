@@ -31,9 +31,8 @@ def test_one_level_average_is_one_plus_acceptance(name):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_integrated_tokens_have_the_expected_tokens_mean(name, seed):
     """Over every tree a 2x2 (sps: 1x2) draft law grows, integrating each node's draws changes no mean (1e-12)."""
-    from oracle import drafted_trees, node_laws, table
-
     from multidraft.verifiers.token import integrated_tokens
+    from tests.support.oracle import drafted_trees, node_laws, table
 
     scheme, verifier = schemes.get(name), verifiers.get("token")
     shape = (1, 1) if name == "sps" else (2, 2)
