@@ -193,7 +193,7 @@ def score_trees(
         ]
     )
     logits = target.forward(tokens, positions, visible, width)  # [width, V], row 0 the root
-    check_finite(logits, "target", positions[-width:], at=label(step), nodes=range(width))
+    check_finite(logits, "target", positions[-width:], at=label(step), nodes=range(width) if width > 1 else None)
     if len(trees) == 1:
         return [logits], keys
     return [logits[keys[s]] for s in range(len(trees))], keys
