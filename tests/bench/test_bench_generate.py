@@ -31,6 +31,13 @@ def test_parse_configs():
         "rrs-wor 3/2,1,0",
         "sps 1x4 block",
     ]
+    auto = bench.parse_configs("auto auto-static auto:2.5 auto-static:2.5")
+    assert [(c.label, c.adapt) for c in auto] == [
+        ("auto", True),
+        ("auto-static", False),
+        ("auto (profile 2.5x slower)", True),
+        ("auto-static (profile 2.5x slower)", False),
+    ]
     for bad, message in [
         ("spechub:3x2", "requires k = 2"),
         ("hf:0", "γ >= 1"),
@@ -38,6 +45,7 @@ def test_parse_configs():
         ("rrs:2x2 rrs:2x2", "repeat"),
         ("rrs", "scheme:tree"),
         ("", "no configuration"),
+        ("auto-static:0", "slow-down factor > 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             bench.parse_configs(bad)

@@ -40,6 +40,7 @@ from multidraft.shapes import check_shape, format_shape, parse_shape
 
 AUTOREGRESSIVE = "autoregressive"
 AUTO = "auto"
+AUTO_STATIC = "auto-static"
 HF_ASSISTED = "hf"
 HF_SAME = "hf-same"
 PEERS = (HF_ASSISTED, HF_SAME)
@@ -48,19 +49,21 @@ PEERS = (HF_ASSISTED, HF_SAME)
 @dataclass(frozen=True)
 class Config:
     """One configuration: ``scheme`` is a scheme name, ``autoregressive``, ``auto`` (then ``tree`` is the
-    slow-down of the profile it plans with, "" for none) or a Hugging Face peer (then ``tree`` is γ or
-    ``default``)."""
+    slow-down of the profile it plans with, "" for none, and ``adapt`` whether it re-plans online) or a
+    Hugging Face peer (then ``tree`` is γ or ``default``)."""
 
     scheme: str
     tree: str = ""
     verifier: str = "token"
+    adapt: bool = True
 
     @property
     def label(self) -> str:
         if self.scheme == AUTOREGRESSIVE:
             return AUTOREGRESSIVE
         if self.scheme == AUTO:
-            return AUTO if not self.tree else f"auto (profile {self.tree}x slower)"
+            name = AUTO if self.adapt else AUTO_STATIC
+            return name if not self.tree else f"{name} (profile {self.tree}x slower)"
         if self.scheme in PEERS:
             where = " (same models)" if self.scheme == HF_SAME else ""
             return f"hf-assisted{where} " + ("default" if self.tree == "default" else f"γ={self.tree}")
@@ -72,7 +75,8 @@ class Config:
 
 
 def parse_config(item: str) -> Config:
-    """``autoregressive``, ``auto[:slow-down]``, ``hf:γ``, ``hf:default``, ``hf-same:γ|default`` or
+    """``autoregressive``, ``auto[:slow-down]``, ``auto-static[:slow-down]`` (the planner's first plan kept for
+    the whole generation: no online adaptation), ``hf:γ``, ``hf:default``, ``hf-same:γ|default`` or
     ``scheme:tree[:verifier]``, checked before any model is loaded.
 
     ``hf`` runs Hugging Face assisted generation on separately loaded models, as its users load them;
@@ -82,10 +86,12 @@ def parse_config(item: str) -> Config:
     parts = [part.strip() for part in item.split(":")]
     if parts == [AUTOREGRESSIVE]:
         return Config(AUTOREGRESSIVE)
-    if parts[0] == AUTO:
+    if parts[0] in (AUTO, AUTO_STATIC):
         if len(parts) > 2 or (len(parts) == 2 and not _positive(parts[1])):
-            raise ValueError(f"auto takes an optional profile slow-down factor > 0 (e.g. auto:2.5), got {item!r}")
-        return Config(AUTO, parts[1] if len(parts) == 2 else "")
+            raise ValueError(
+                f"{parts[0]} takes an optional profile slow-down factor > 0 (e.g. {parts[0]}:2.5), got {item!r}"
+            )
+        return Config(AUTO, parts[1] if len(parts) == 2 else "", adapt=parts[0] == AUTO)
     if parts[0] in PEERS:
         if len(parts) != 2 or not (parts[1] == "default" or (parts[1].isdigit() and int(parts[1]) >= 1)):
             raise ValueError(
@@ -194,6 +200,7 @@ def run_one(
                 tree="auto",
                 generator=generator,
                 exact_expectation=True,
+                adapt=config.adapt,
                 profile=profile,
                 **options,
             )

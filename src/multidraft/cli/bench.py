@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     generate.add_argument(
         "--configs",
         help="configurations separated by spaces or ';': autoregressive, auto[:slow-down] (the online planner; "
-        "with its profile's forwards slowed by the factor), hf:γ|default (Hugging Face assisted generation "
+        "with its profile's forwards slowed by the factor), auto-static[:slow-down] (its first plan, kept), "
+        "hf:γ|default (Hugging Face assisted generation "
         "on separately loaded models), hf-same:γ|default (on the models multidraft runs), "
         "scheme:tree[:verifier] (e.g. 'autoregressive auto hf-same:default sps:1x4 rrs-wor:3/2,1,0:token'); "
         "default: autoregressive, sps chains and binary trees of depth 2-3 for rrs, rrs-wor, spechub",
