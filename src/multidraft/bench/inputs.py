@@ -118,6 +118,41 @@ def load_llama_pair(
     return ModelPair(target, draft, tokenizer, names, paths)
 
 
+def load_torch_target(target_path: str | None):
+    """The target alone on the PyTorch path in float32 (a GGUF file de-quantised; the bundled target from its
+    converted folder), prepared for the fast path: the float32 reference beside a llama.cpp run."""
+    import torch
+
+    from multidraft import models
+    from multidraft.execution import prepare
+
+    if target_path is None:
+        target = models.bundled_pair().target.load(dtype=torch.float32)
+    else:
+        target = models.load_causal_lm(target_path, dtype=torch.float32)
+    target.config._attn_implementation = "sdpa"
+    return prepare(target)
+
+
+def load_llama_plain(path, threads: int, context: int):
+    """llama-cpp-python's high-level ``Llama`` of the GGUF file ``path``, loaded as its users load it (CPU only)."""
+    from multidraft.runners.llama import _bindings
+
+    _bindings()  # the install hint if missing; llama.cpp's log quieted to errors
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=str(path),
+        n_ctx=context,
+        n_batch=512,
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_gpu_layers=0,
+        seed=0,
+        verbose=False,
+    )
+
+
 def load_pair(
     target_path: str | None, draft_path: str | None, *, draft_precision: str = "int8", draft_vocab: int | None = None
 ) -> ModelPair:
