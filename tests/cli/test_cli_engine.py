@@ -160,3 +160,38 @@ def test_bad_engine_requests_fail_with_one_line_before_loading(case, message, gg
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_bench_generate_compares_the_engines_in_one_run(ggufs, cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(planning, "measure", lambda *a, **k: linear_profile(0.001, 0.002))
+    configs = "autoregressive auto rrs:2x2 topk:1x3:match llama-plain torch-plain"
+    argv = ["bench", "generate", "--engine", "llama", "--target", str(ggufs[0]), "--draft", str(ggufs[1])]
+    argv += ["--threads", "1", "--configs", configs, "--prompts", "2", "--new-tokens", "6", "--temperatures", "1.0"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "generate.json").read_text())
+    assert (report["header"]["engine"], report["header"]["threads"]) == ("llama", 1)
+    rows = {row["config"]: row for row in report["rows"]}
+    assert set(rows) == {"autoregressive", "auto", "rrs 2x2", "topk 1x3 match", "llama-plain", "torch-plain"}
+    assert all(row["tokens"] == 12 and row["tokens_per_second"] > 0 for row in rows.values())
+    assert "llama-plain" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--configs", "hf-same:2"], "--engine torch"),
+        (["--configs", "rrs:2x2", "--draft-vocab", "8"], "--draft-vocab"),
+        (["--configs", "llama-plain", "--engine", "torch", "--target", "HF", "--draft", "HF"], "Hugging Face folder"),
+    ],
+)
+def test_bench_generate_refuses_what_its_engine_cannot_run(extra, message, ggufs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(inputs, "load_pair", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(inputs, "load_llama_pair", lambda *a, **k: pytest.fail("a model was loaded"))
+    paths = ["--target", str(ggufs[0]), "--draft", str(ggufs[1])]
+    if "HF" in extra:
+        folder = str(_hf_folder(tmp_path))
+        extra, paths = [folder if x == "HF" else x for x in extra], []
+    argv = ["bench", "generate", "--engine", "llama", *paths, *extra, "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
