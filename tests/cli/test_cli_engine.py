@@ -66,6 +66,18 @@ def test_auto_engine_picks_llama_for_gguf_files_and_torch_without_the_binding(gg
     assert inputs.choose_engine("auto", str(target), str(draft)) == "torch"
 
 
+def test_auto_engine_takes_torch_when_the_draft_is_cut_the_torch_way(ggufs, monkeypatch):
+    chosen = []
+
+    def record(*args, **kwargs):
+        chosen.append("torch")
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(inputs, "load_pair", record)
+    argv = ["generate", "--target", str(ggufs[0]), "--draft", str(ggufs[1]), "--draft-vocab", "20", "a b"]
+    assert main(argv) == 2 and chosen == ["torch"]
+
+
 def test_auto_plans_on_the_llama_engine_with_a_profile_of_its_own(ggufs, cache, monkeypatch, capsys):
     measured = []
     monkeypatch.setattr(planning, "measure", lambda *a, **k: measured.append(a[2]) or linear_profile(0.001, 0.002))

@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     check_options(args.temperature, args.top_k, args.top_p)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    engine = choose_engine(args.engine, args.target, args.draft)
+    # --draft-vocab is an option of the torch engine: asking for it makes auto choose torch
+    asked = "torch" if args.engine == "auto" and args.draft_vocab is not None else args.engine
+    engine = choose_engine(asked, args.target, args.draft)
     check_engine_options(engine, args)
     if engine == "llama":
         # KV cells for the prompt (up to 4096 tokens), the new tokens and a tree's depth

@@ -73,8 +73,11 @@ def runner_description(target, draft) -> dict:
     description = {"engine": target.engine if len(engines) == 1 else f"{target.engine}/{draft.engine}"}
     for role, runner in (("target", target), ("draft", draft)):
         path = getattr(runner, "path", None)
-        if path is None:
-            description[role] = type(runner).__name__
+        if path is None:  # e.g. a PyTorch model beside a llama.cpp one: its name and dtype
+            model = getattr(runner, "model", None)
+            config = getattr(model, "config", None)
+            name = str(getattr(config, "_name_or_path", "")) or getattr(config, "model_type", "")
+            description[role] = f"{type(runner).__name__}:{name}:{getattr(model, 'dtype', '')}"
             continue
         stat = Path(path).stat()
         description[role] = str(Path(path).resolve())
