@@ -27,6 +27,14 @@ def ggufs(tmp_path_factory):
     )
 
 
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """The llama engine leaves torch one thread (it only samples); later tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MULTIDRAFT_CACHE", str(tmp_path / "cache"))

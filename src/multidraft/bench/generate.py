@@ -55,6 +55,8 @@ PEERS = (HF_ASSISTED, HF_SAME)
 LLAMA_PLAIN = "llama-plain"
 TORCH_PLAIN = "torch-plain"
 PLAIN_PEERS = (LLAMA_PLAIN, TORCH_PLAIN)
+#: The ``peers`` entry of torch's threads for ``torch-plain`` (None: as they are).
+TORCH_THREADS = "torch-plain threads"
 
 
 @dataclass(frozen=True)
@@ -200,15 +202,21 @@ def run_one(
     """One generation of ``config`` from ``prompt``; EOS is not a stop (every run has ``new_tokens`` tokens).
 
     ``peers``: what the plain peers run on, ``{"llama-plain": a llama_cpp.Llama of the target GGUF,
-    "torch-plain": the float32 PyTorch target}``, for the ones asked for."""
+    "torch-plain": the float32 PyTorch target, "torch-plain threads": torch's threads while it runs}``, for the
+    ones asked for."""
     options = dict(max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     generator = torch.Generator(device=pair.target.device).manual_seed(seed)
     if config.scheme == AUTOREGRESSIVE:
         return record_of(autoregressive(pair.target, prompt, generator=generator, **options))
     if config.scheme == TORCH_PLAIN:
-        target = (peers or {})[TORCH_PLAIN]
+        target, threads = peers[TORCH_PLAIN], peers.get(TORCH_THREADS)
         generator = torch.Generator(device=target.device).manual_seed(seed)
-        return record_of(autoregressive(target, prompt.to(target.device), generator=generator, **options))
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)  # its forwards get the cores (outside the timed part)
+        try:
+            return record_of(autoregressive(target, prompt.to(target.device), generator=generator, **options))
+        finally:
+            torch.set_num_threads(before)
     if config.scheme == LLAMA_PLAIN:
         return llama_plain(peers[LLAMA_PLAIN], prompt, seed=seed, **options)
     if config.scheme in PEERS:

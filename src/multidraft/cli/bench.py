@@ -268,7 +268,9 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     # KV cells: the prompt (its user text cut to --max-prompt-tokens, plus a chat template), the tokens, a tree
     context = args.max_prompt_tokens + 512 + args.new_tokens
+    torch_threads = args.threads or torch.get_num_threads()
     if engine == "llama":
+        torch.set_num_threads(1)  # torch only samples: llama.cpp's threads get the cores
         pair = load_llama_pair(args.target, args.draft, threads=threads, context=context)
     else:
         if args.threads is not None:
@@ -283,6 +285,7 @@ def run_generate(args: argparse.Namespace) -> int:
     peers = {}
     if generate.TORCH_PLAIN in asked:
         peers[generate.TORCH_PLAIN] = pair.target if engine == "torch" else load_torch_target(args.target)
+        peers[generate.TORCH_THREADS] = torch_threads
     if generate.LLAMA_PLAIN in asked:
         peers[generate.LLAMA_PLAIN] = load_llama_plain(gguf_paths(args.target, args.draft)[0], threads, context)
     prompts = _encoded_prompts(pair, args)

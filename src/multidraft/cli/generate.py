@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     engine = choose_engine(asked, args.target, args.draft)
     check_engine_options(engine, args)
     if engine == "llama":
+        torch.set_num_threads(1)  # torch only samples: llama.cpp's threads get the cores
         # KV cells for the prompt (up to 4096 tokens), the new tokens and a tree's depth
         pair = load_llama_pair(args.target, args.draft, threads=args.threads, context=4096 + args.max_new_tokens)
     else:
