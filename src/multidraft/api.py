@@ -27,7 +27,7 @@ from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, cand
 from multidraft.planning.prior import Prior
 from multidraft.planning.profile import Profile
 from multidraft.requests import check_pair, check_request
-from multidraft.runners import as_runner, read_as_decoder
+from multidraft.runners import Runner, as_runner, causal_visibility, read_as_decoder
 from multidraft.sampling_options import probabilities
 from multidraft.schemes import get as get_scheme
 from multidraft.shapes import check_shape, draft_counts, parse_shape, shape_depth
@@ -45,7 +45,8 @@ _tables: dict[tuple, tuple[Prior, PlanTable]] = {}  # per prior and candidate li
 @torch.no_grad()
 def pilot_prior(target, draft, prompt: torch.Tensor, temperature: float, top_k, top_p) -> Prior:
     """A one-prompt prior from a short target sample of ``prompt`` (own fixed seed), the draft read as the
-    decoder reads it: the fallback for a pair without a recorded prior."""
+    decoder reads it: the fallback for a pair without a recorded prior.  ``target`` and ``draft`` are
+    Hugging Face models or runners of any engine."""
     prompt = prompt.reshape(-1).to(target.device)
     sample = autoregressive(
         target,
@@ -58,7 +59,13 @@ def pilot_prior(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
     ).tokens
     sequence = torch.cat([prompt, torch.tensor(sample, device=prompt.device)])[None]
     rows = slice(prompt.numel() - 1, sequence.shape[1] - 1)
-    p = probabilities(target(sequence).logits[0, rows].double(), temperature, top_k, top_p)
+    if isinstance(target, Runner):  # one causal forward of the whole text; the last row predicts past it
+        length = sequence.shape[1]
+        target.reset()
+        logits = target.forward(sequence[0], torch.arange(length), causal_visibility(0, length), len(sample) + 1)[:-1]
+    else:
+        logits = target(sequence).logits[0, rows]
+    p = probabilities(logits.double(), temperature, top_k, top_p)
     q = probabilities(
         read_as_decoder(as_runner(draft), sequence[0], prompt.numel()).double(), temperature, top_k, top_p
     )
@@ -167,14 +174,7 @@ def generate(
             max_tree_nodes=max_tree_nodes,
             verifier=verifier,
         )
-    if scheme != "auto":
-        scheme = get_scheme(scheme).name if isinstance(scheme, str) else scheme.name
-        if scheme not in PLANNED:
-            raise ValueError(f"the planner does not cover scheme {scheme!r}; it plans over {', '.join(PLANNED)}")
-    shape = None if tree == "auto" else parse_shape(tree)
-    usable = [c for c in candidates_for(scheme, shape) if _fits(c)]
-    if not usable:
-        raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
+    usable = planned_candidates(scheme, tree)
     runners = as_runner(target), as_runner(draft)
     verifying = verifiers.get(verifier)
     seq, stop = check_request(runners[0], input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
@@ -222,6 +222,20 @@ def generate(
     result.scheme, result.tree = most.split(" ") if most else ("autoregressive", "")
     result.predicted_tokens = [p.tokens_per_step for p in planner.predictions]
     return result
+
+
+def planned_candidates(scheme, tree) -> list[Candidate]:
+    """The choices the online planner has when ``scheme`` or ``tree`` (or both) is ``"auto"``; ``ValueError`` if
+    there is none (a scheme the planner does not cover, a tree no planned scheme draws).  Needs no model."""
+    if scheme != "auto":
+        scheme = get_scheme(scheme).name if isinstance(scheme, str) else scheme.name
+        if scheme not in PLANNED:
+            raise ValueError(f"the planner does not cover scheme {scheme!r}; it plans over {', '.join(PLANNED)}")
+    shape = None if tree == "auto" else parse_shape(tree)
+    usable = [c for c in candidates_for(scheme, shape) if _fits(c)]
+    if not usable:
+        raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
+    return usable
 
 
 def _fits(candidate: Candidate) -> bool:

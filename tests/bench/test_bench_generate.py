@@ -51,6 +51,31 @@ def test_parse_configs():
             bench.parse_configs(bad)
 
 
+def test_parse_the_plain_peers_and_check_them_against_the_engine():
+    configs = bench.parse_configs("autoregressive auto llama-plain torch-plain topk:1x3:match rrs:2x2")
+    assert [c.label for c in configs] == [
+        "autoregressive",
+        "auto",
+        "llama-plain",
+        "torch-plain",
+        "topk 1x3 match",
+        "rrs 2x2",
+    ]
+    assert [c.speculative for c in configs] == [False, True, False, False, True, True]
+    for bad, message in [("llama-plain:2", "takes no options"), ("torch-plain llama-plain torch-plain", "repeat")]:
+        with pytest.raises(ValueError, match=message):
+            bench.parse_configs(bad)
+    bench.check_engine(configs, "llama", target_gguf=True, llama_installed=True)
+    bench.check_engine(bench.parse_configs("hf-same:2 torch-plain"), "torch", target_gguf=False, llama_installed=False)
+    for configs, engine, gguf, installed, message in [
+        ("llama-plain", "torch", False, True, "Hugging Face folder"),
+        ("llama-plain", "llama", True, False, "llama-cpp-python"),
+        ("hf-same:default", "llama", True, True, "--engine torch"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bench.check_engine(bench.parse_configs(configs), engine, gguf, installed)
+
+
 def test_intervals_need_enough_prompts():
     tokens, steps = [10.0] * (MIN_PROMPTS - 1), [5.0] * (MIN_PROMPTS - 1)
     assert ratio_interval(tokens, steps) is None

@@ -30,10 +30,18 @@ def _matrix(rng: np.random.Generator, rows: int, columns: int, gain: float) -> n
 
 
 def write_tiny_llama(
-    path: str | Path, *, vocab: int = 48, seed: int = 0, quantized: bool = False, output_gain: float = 3.0
+    path: str | Path,
+    *,
+    vocab: int = 48,
+    seed: int = 0,
+    quantized: bool = False,
+    output_gain: float = 3.0,
+    letters: bool = False,
 ) -> Path:
     """Write the model to ``path``; ``quantized``: the matrices as Q8_0 (64 columns = 2 blocks of 32);
-    ``output_gain`` scales the output layer (logits of standard deviation ~``output_gain``)."""
+    ``output_gain`` scales the output layer (logits of standard deviation ~``output_gain``); ``letters``:
+    the pieces after the control tokens are ``\u2581`` and the 26 letters, then as usual, so that text of
+    lower-case letters and spaces tokenizes (``vocab`` >= 30)."""
     rng = np.random.default_rng(seed)
     head = EMBEDDING // HEADS
     writer = GGUFWriter(str(path), "llama")
@@ -51,6 +59,9 @@ def write_tiny_llama(
     writer.add_file_type(LlamaFileType.MOSTLY_Q8_0 if quantized else LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("llama")
     pieces = ["<unk>", "<s>", "</s>"] + [f"\u2581{chr(ord('a') + i % 26)}{i // 26 or ''}" for i in range(vocab - 3)]
+    if letters:
+        pieces = ["<unk>", "<s>", "</s>", "\u2581"] + [chr(ord("a") + i) for i in range(26)] + pieces[3:]
+        pieces = pieces[:vocab]
     writer.add_token_list(pieces)
     writer.add_token_scores([0.0] * 3 + [-float(i) for i in range(vocab - 3)])
     writer.add_token_types([TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.NORMAL] * (vocab - 3))

@@ -9,7 +9,15 @@ alike).  Every model path is warmed up before anything is timed.
 Configurations (:func:`parse_configs`): ``autoregressive`` (plain sampling
 of the target on the same fast path), ``scheme:tree[:verifier]`` (multidraft),
 and ``hf:γ`` (Hugging Face assisted generation with ``γ`` assistant tokens,
-on separately loaded models, as a Hugging Face user would run it).
+on separately loaded models, as a Hugging Face user would run it).  The
+multidraft configurations run on the pair's engine (``--engine``: PyTorch, or
+llama.cpp running the GGUF files as they are); two peers of plain sampling
+run beside them on their own: ``llama-plain``, llama-cpp-python's high-level
+``Llama`` sampling the target GGUF as its users run it, and ``torch-plain``,
+multidraft's ``autoregressive`` on the float32 PyTorch target (a GGUF
+de-quantised).  Every row is timed the same way: from the call with the
+prompt (whose processing is included) to the last of its ``new_tokens``
+tokens.
 
 Each (temperature, configuration, prompt) is one record of a
 :class:`~multidraft.bench.store.ResultStore`, appended as soon as it is
@@ -44,6 +52,12 @@ AUTO_STATIC = "auto-static"
 HF_ASSISTED = "hf"
 HF_SAME = "hf-same"
 PEERS = (HF_ASSISTED, HF_SAME)
+#: Plain sampling of the target by llama-cpp-python's ``Llama``, and by multidraft on the float32 PyTorch target.
+LLAMA_PLAIN = "llama-plain"
+TORCH_PLAIN = "torch-plain"
+PLAIN_PEERS = (LLAMA_PLAIN, TORCH_PLAIN)
+#: The ``peers`` entry of torch's threads for ``torch-plain`` (None: as they are).
+TORCH_THREADS = "torch-plain threads"
 
 
 @dataclass(frozen=True)
@@ -59,8 +73,8 @@ class Config:
 
     @property
     def label(self) -> str:
-        if self.scheme == AUTOREGRESSIVE:
-            return AUTOREGRESSIVE
+        if self.scheme in (AUTOREGRESSIVE, *PLAIN_PEERS):
+            return self.scheme
         if self.scheme == AUTO:
             name = AUTO if self.adapt else AUTO_STATIC
             return name if not self.tree else f"{name} (profile {self.tree}x slower)"
@@ -71,21 +85,23 @@ class Config:
 
     @property
     def speculative(self) -> bool:
-        return self.scheme not in (AUTOREGRESSIVE, *PEERS)
+        return self.scheme not in (AUTOREGRESSIVE, *PEERS, *PLAIN_PEERS)
 
 
 def parse_config(item: str) -> Config:
     """``autoregressive``, ``auto[:slow-down]``, ``auto-static[:slow-down]`` (the planner's first plan kept for
-    the whole generation: no online adaptation), ``hf:γ``, ``hf:default``, ``hf-same:γ|default`` or
-    ``scheme:tree[:verifier]``, checked before any model is loaded.
+    the whole generation: no online adaptation), ``hf:γ``, ``hf:default``, ``hf-same:γ|default``,
+    ``llama-plain``, ``torch-plain`` or ``scheme:tree[:verifier]``, checked before any model is loaded.
 
     ``hf`` runs Hugging Face assisted generation on separately loaded models, as its users load them;
     ``hf-same`` on the models multidraft runs (prepared for the fast path); ``default`` leaves its
     assistant settings at Hugging Face's defaults (an adaptive number of drafts).
     """
     parts = [part.strip() for part in item.split(":")]
-    if parts == [AUTOREGRESSIVE]:
-        return Config(AUTOREGRESSIVE)
+    if parts[0] in (AUTOREGRESSIVE, *PLAIN_PEERS):
+        if len(parts) != 1:
+            raise ValueError(f"{parts[0]} takes no options, got {item!r}")
+        return Config(parts[0])
     if parts[0] in (AUTO, AUTO_STATIC):
         if len(parts) > 2 or (len(parts) == 2 and not _positive(parts[1])):
             raise ValueError(
@@ -108,6 +124,20 @@ def parse_config(item: str) -> Config:
     verifier = parts[2] if len(parts) == 3 else "token"
     verifiers.get(verifier).check(shape, scheme)
     return Config(parts[0], format_shape(shape), verifier)
+
+
+def check_engine(configs: Sequence[Config], engine: str, target_gguf: bool, llama_installed: bool) -> None:
+    """Refuse, before any model is loaded, configurations the engine or the target cannot run: ``llama-plain``
+    needs llama-cpp-python and a GGUF target; ``hf-same`` runs the PyTorch models multidraft runs (torch only)."""
+    schemes_asked = {config.scheme for config in configs}
+    if LLAMA_PLAIN in schemes_asked and not target_gguf:
+        raise ValueError(f"{LLAMA_PLAIN} runs the target's .gguf file; the target is a Hugging Face folder")
+    if LLAMA_PLAIN in schemes_asked and not llama_installed:
+        from multidraft.runners.llama import INSTALL_HINT
+
+        raise ValueError(f"{LLAMA_PLAIN}: {INSTALL_HINT}")
+    if HF_SAME in schemes_asked and engine != "torch":
+        raise ValueError(f"{HF_SAME} runs the PyTorch models multidraft runs: it needs --engine torch")
 
 
 def _positive(text: str) -> bool:
@@ -173,12 +203,28 @@ def run_one(
     top_k=None,
     top_p=None,
     hf_pair=None,
+    peers: dict | None = None,
 ) -> dict:
-    """One generation of ``config`` from ``prompt``; EOS is not a stop (every run has ``new_tokens`` tokens)."""
+    """One generation of ``config`` from ``prompt``; EOS is not a stop (every run has ``new_tokens`` tokens).
+
+    ``peers``: what the plain peers run on, ``{"llama-plain": a llama_cpp.Llama of the target GGUF,
+    "torch-plain": the float32 PyTorch target, "torch-plain threads": torch's threads while it runs}``, for the
+    ones asked for."""
     options = dict(max_new_tokens=new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     generator = torch.Generator(device=pair.target.device).manual_seed(seed)
     if config.scheme == AUTOREGRESSIVE:
         return record_of(autoregressive(pair.target, prompt, generator=generator, **options))
+    if config.scheme == TORCH_PLAIN:
+        target, threads = peers[TORCH_PLAIN], peers.get(TORCH_THREADS)
+        generator = torch.Generator(device=target.device).manual_seed(seed)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)  # its forwards get the cores (outside the timed part)
+        try:
+            return record_of(autoregressive(target, prompt.to(target.device), generator=generator, **options))
+        finally:
+            torch.set_num_threads(before)
+    if config.scheme == LLAMA_PLAIN:
+        return llama_plain(peers[LLAMA_PLAIN], prompt, seed=seed, **options)
     if config.scheme in PEERS:
         from multidraft.bench.hf_assisted import HFPair, assisted_generate
 
@@ -219,11 +265,50 @@ def run_one(
     return record_of(result)
 
 
-def warm_up(pair, configs: Sequence[Config], prompt: torch.Tensor, hf_pair=None) -> float:
+def llama_plain(llm, prompt: torch.Tensor, *, max_new_tokens: int, temperature: float, top_k, top_p, seed: int) -> dict:
+    """Plain sampling of ``max_new_tokens`` tokens by llama-cpp-python's ``Llama.generate`` as its users run it
+    (its sampler chain with nothing else on: no min-p, no repetition penalty; top-k and top-p, when given, apply
+    before the temperature in llama.cpp's chain).  The prompt is processed anew every time (no reuse of the
+    previous run's cache), as multidraft's rows process theirs."""
+    llm.reset()
+    llm.set_seed(seed)
+    tokens = []
+    start = time.perf_counter()
+    for token in llm.generate(
+        prompt.tolist(),
+        top_k=top_k or 0,
+        top_p=1.0 if top_p is None else top_p,
+        min_p=0.0,
+        typical_p=1.0,
+        temp=temperature,
+        repeat_penalty=1.0,
+        reset=True,
+    ):
+        tokens.append(int(token))
+        if len(tokens) == max_new_tokens:
+            break
+    seconds = time.perf_counter() - start
+    return {
+        "tokens": tokens,
+        "accepted_lengths": [],
+        "expected_tokens": None,
+        "tree_sizes": [],
+        "target_calls": len(tokens),
+        "draft_calls": 0,
+        "seconds": seconds,
+        "draft_seconds": 0.0,
+        "target_seconds": 0.0,
+        "verification_seconds": 0.0,
+        "plans": [],
+        "predicted_tokens": None,
+    }
+
+
+def warm_up(pair, configs: Sequence[Config], prompt: torch.Tensor, hf_pair=None, peers: dict | None = None) -> float:
     """Run every configuration once for a few tokens, so that first-call costs stay out of the timings."""
     start = time.perf_counter()
     for config in configs:
-        run_one(pair, config, prompt[:16], temperature=1.0, new_tokens=4, seed=0, hf_pair=hf_pair)
+        run_one(pair, config, prompt[:16], temperature=1.0, new_tokens=4, seed=0, hf_pair=hf_pair, peers=peers)
     return time.perf_counter() - start
 
 
@@ -239,6 +324,7 @@ def run(
     top_p: float | None = None,
     seed: int = 0,
     hf_pair=None,
+    peers: dict | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> None:
     """Append to ``store`` a record per (temperature, configuration, prompt) it does not hold yet.
@@ -263,6 +349,7 @@ def run(
                         top_k=top_k,
                         top_p=top_p,
                         hf_pair=hf_pair,
+                        peers=peers,
                     )
                     store.append(
                         {

@@ -10,10 +10,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from multidraft.bench.tables import differences_markdown, generate_markdown, paired_markdown, token_markdown
-from multidraft.cli.options import add_model_arguments, add_sampling_arguments, check_sampling, number_list
+from multidraft.cli.options import (
+    add_engine_arguments,
+    add_model_arguments,
+    add_sampling_arguments,
+    check_engine_options,
+    check_sampling,
+    number_list,
+)
 from multidraft.prompts import CATEGORIES
 
 DEFAULT_OUT = Path("benchmarks/results")
@@ -34,6 +42,7 @@ def register(subparsers) -> None:
 
     generate = commands.add_parser("generate", help="end-to-end generation benchmark (resumable)")
     add_model_arguments(generate)
+    add_engine_arguments(generate, ("torch", "llama"), "torch")
     _add_run_arguments(generate, prompts=8, new_tokens=64)
     generate.add_argument(
         "--configs",
@@ -41,6 +50,8 @@ def register(subparsers) -> None:
         "with its profile's forwards slowed by the factor), auto-static[:slow-down] (its first plan, kept), "
         "hf:γ|default (Hugging Face assisted generation "
         "on separately loaded models), hf-same:γ|default (on the models multidraft runs), "
+        "llama-plain (llama-cpp-python's Llama sampling the target GGUF), torch-plain (autoregressive on the "
+        "float32 PyTorch target), "
         "scheme:tree[:verifier] (e.g. 'autoregressive auto hf-same:default sps:1x4 rrs-wor:3/2,1,0:token'); "
         "default: autoregressive, sps chains and binary trees of depth 2-3 for rrs, rrs-wor, spechub",
     )
@@ -221,27 +232,65 @@ def run_tokens(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from multidraft.bench import generate
-    from multidraft.bench.inputs import load_pair
+    from multidraft.bench.inputs import (
+        choose_engine,
+        gguf_paths,
+        llama_available,
+        load_llama_pair,
+        load_llama_plain,
+        load_pair,
+        load_torch_target,
+    )
     from multidraft.bench.store import ResultStore
+    from multidraft.models import resolve_model_path
 
     # Everything is checked before a model is loaded.
     temperatures = _checked_run_arguments(args)
     configs = generate.parse_configs(args.configs) if args.configs else generate.default_configs(args.full)
-    header = _run_header(args, temperatures, configs=[c.label for c in configs])
+    asked = {config.scheme for config in configs}
+    engine = choose_engine(args.engine, args.target, args.draft)
+    check_engine_options(engine, args)
+    target_gguf = args.target is None or resolve_model_path(args.target)[0] == "gguf"
+    generate.check_engine(configs, engine, target_gguf, llama_available())
+    if generate.HF_ASSISTED in asked and engine == "llama" and args.target is not None:
+        raise ValueError("hf:γ on --engine llama needs the bundled pair (Hugging Face loads folders, not .gguf files)")
+    threads = args.threads or os.cpu_count() or 1
+    llama_used = engine == "llama" or generate.LLAMA_PLAIN in asked
+    extra = {"engine": engine} if engine != "torch" else {}  # torch runs keep the headers they always had
+    header = _run_header(args, temperatures, configs=[c.label for c in configs], **extra)
+    if llama_used:
+        header["threads"] = threads
     store = ResultStore(
         args.out / f"{args.name}.jsonl", header, ("temperature", "config", "prompt"), resume=args.resume
     )
-    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+    # KV cells: the prompt (its user text cut to --max-prompt-tokens, plus a chat template), the tokens, a tree
+    context = args.max_prompt_tokens + 512 + args.new_tokens
+    torch_threads = args.threads or torch.get_num_threads()
+    if engine == "llama":
+        torch.set_num_threads(1)  # torch only samples: llama.cpp's threads get the cores
+        pair = load_llama_pair(args.target, args.draft, threads=threads, context=context)
+    else:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
     hf_pair = None
-    if any(config.scheme == generate.HF_ASSISTED for config in configs):
+    if generate.HF_ASSISTED in asked:
         from multidraft.bench.hf_assisted import load_hf_pair
 
-        hf_pair = load_hf_pair(*pair.paths)
+        paths = pair.paths if engine == "torch" else _bundled_hf_paths()
+        hf_pair = load_hf_pair(*paths)
+    peers = {}
+    if generate.TORCH_PLAIN in asked:
+        peers[generate.TORCH_PLAIN] = pair.target if engine == "torch" else load_torch_target(args.target)
+        peers[generate.TORCH_THREADS] = torch_threads
+    if generate.LLAMA_PLAIN in asked:
+        peers[generate.LLAMA_PLAIN] = load_llama_plain(gguf_paths(args.target, args.draft)[0], threads, context)
     prompts = _encoded_prompts(pair, args)
-    generate.warm_up(pair, configs, prompts[0], hf_pair)
+    generate.warm_up(pair, configs, prompts[0], hf_pair, peers)
     total = len(temperatures) * len(configs) * len(prompts)
     with tqdm(total=total, desc="generate", unit="run") as bar:
         generate.run(
@@ -255,11 +304,19 @@ def run_generate(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
             hf_pair=hf_pair,
+            peers=peers,
             progress=lambda label: (bar.set_postfix_str(label), bar.update()),
         )
     write_generate_report(store, args.out, args.name)
     print((args.out / f"{args.name}.md").read_text())
     return 0
+
+
+def _bundled_hf_paths() -> tuple:
+    from multidraft.models import bundled_pair
+
+    pair = bundled_pair()
+    return pair.target.hf_path(), pair.draft.hf_path()
 
 
 def run_paired(args: argparse.Namespace) -> int:

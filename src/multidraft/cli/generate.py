@@ -1,5 +1,11 @@
 """``multidraft generate``: stream multi-draft speculative sampling from a local model pair.
 
+``--engine`` picks what runs the models: ``llama`` runs each GGUF file as it is
+on llama.cpp, ``torch`` runs PyTorch (a GGUF file de-quantised to float32), and
+``auto`` (the default) is ``llama`` when both models are GGUF files (the bundled
+pair is) and llama-cpp-python is installed.  ``--scheme auto`` and ``--tree
+auto`` hand the choice to the online planner (:mod:`multidraft.api`).
+
 Ctrl-C stops the generation: the text streamed so far stays on stdout, the
 metrics of the steps completed go to stderr, and the exit status is 130.
 """
@@ -13,7 +19,12 @@ import time
 import torch
 
 from multidraft import schemes, verifiers
-from multidraft.cli.options import add_model_arguments, add_sampling_arguments
+from multidraft.cli.options import (
+    add_engine_arguments,
+    add_model_arguments,
+    add_sampling_arguments,
+    check_engine_options,
+)
 from multidraft.limits import DEFAULT_MAX_TREE_NODES
 from multidraft.sampling_options import check_options
 from multidraft.shapes import check_shape, parse_shape
@@ -22,8 +33,13 @@ from multidraft.shapes import check_shape, parse_shape
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text with multi-draft speculative decoding")
     add_model_arguments(parser)
-    parser.add_argument("--scheme", default="spechub", help=f"one of {', '.join(schemes.names())}")
-    parser.add_argument("--tree", default="2x4", help="branching per depth: 2x4, or a list like 2,2,1,1")
+    add_engine_arguments(parser, ("auto", "torch", "llama"), "auto")
+    parser.add_argument(
+        "--scheme", default="spechub", help=f"one of {', '.join(schemes.names())}, or auto (the online planner)"
+    )
+    parser.add_argument(
+        "--tree", default="2x4", help="branching per depth: 2x4, or a list like 2,2,1,1, or auto (the online planner)"
+    )
     parser.add_argument(
         "--verifier",
         default="token",
@@ -76,18 +92,35 @@ class Streamer:
 
 
 def run(args: argparse.Namespace) -> int:
-    from multidraft.api import generate
-    from multidraft.bench.inputs import load_pair
+    from multidraft.api import generate, planned_candidates
+    from multidraft.bench.inputs import choose_engine, load_llama_pair, load_pair
 
     # Every argument is checked before a model is loaded.
-    scheme = schemes.get(args.scheme)
-    shape = parse_shape(args.tree)
-    check_shape(shape, scheme)
-    verifiers.get(args.verifier).check(shape, scheme)
+    if "auto" in (args.scheme, args.tree):
+        scheme = args.scheme if args.scheme == "auto" else schemes.get(args.scheme)
+        verifying = verifiers.get(args.verifier)
+        for candidate in planned_candidates(scheme, args.tree):
+            verifying.check(candidate.shape, schemes.get(candidate.scheme))
+    else:
+        scheme = schemes.get(args.scheme)
+        shape = parse_shape(args.tree)
+        check_shape(shape, scheme)
+        verifiers.get(args.verifier).check(shape, scheme)
     check_options(args.temperature, args.top_k, args.top_p)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+    # --draft-vocab is an option of the torch engine: asking for it makes auto choose torch
+    asked = "torch" if args.engine == "auto" and args.draft_vocab is not None else args.engine
+    engine = choose_engine(asked, args.target, args.draft)
+    check_engine_options(engine, args)
+    if engine == "llama":
+        torch.set_num_threads(1)  # torch only samples: llama.cpp's threads get the cores
+        # KV cells for the prompt (up to 4096 tokens), the new tokens and a tree's depth
+        pair = load_llama_pair(args.target, args.draft, threads=args.threads, context=4096 + args.max_new_tokens)
+    else:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
     tokenizer = pair.tokenizer
     if args.chat:
         ids = tokenizer.apply_chat_template(
@@ -118,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{args.scheme} {args.tree} {args.verifier}] interrupted after {streamer.summary()}", file=sys.stderr)
         return 130
     print()
+    chosen = f", mostly {result.scheme} {result.tree}".rstrip() if "auto" in (args.scheme, args.tree) else ""
     print(
-        f"[{args.scheme} {args.tree} {args.verifier}] {result.tokens_emitted} tokens in "
+        f"[{args.scheme} {args.tree} {args.verifier}{chosen}, {engine}] {result.tokens_emitted} tokens in "
         f"{result.target_calls} target calls: "
         f"block efficiency {result.block_efficiency:.2f}, {result.tokens_per_second:.1f} tokens/s, "
         f"verification {100 * result.verification_seconds / result.total_seconds:.1f}% of the time",

@@ -47,7 +47,7 @@ def plot_profile(profile, path: Path) -> None:
 
     series, bounds = {}, {}
     for role in ("target", "draft"):
-        for point in profile.roofline[role]["points"]:
+        for point in profile.roofline.get(role, {}).get("points", []):
             if point["queries"] > 64:
                 continue
             label = f"{role}, context {point['context']}"
@@ -57,6 +57,8 @@ def plot_profile(profile, path: Path) -> None:
             x, y = bounds.setdefault(f"{label}: roofline", ([], []))
             x.append(point["queries"])
             y.append(1000 * point["roofline_s"])
+    if not series:  # no roofline (another engine than torch)
+        return
     report.plot_lines(
         series,
         path,
@@ -79,9 +81,11 @@ def profile_markdown(profile) -> str:
             "ratio": point["measured_s"] / point["roofline_s"],
         }
         for role in ("target", "draft")
-        for point in profile.roofline[role]["points"]
+        for point in profile.roofline.get(role, {}).get("points", [])
     ]
     machine = profile.roofline
+    if "read_bandwidth_bytes_per_s" not in machine:
+        return "no roofline: it is measured for PyTorch models only\n"
     head = (
         f"read bandwidth {machine['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, prepacked float32 matmul "
         f"{machine['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s; "

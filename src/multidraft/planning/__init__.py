@@ -9,7 +9,9 @@
 
 This module keeps the measured pieces in a cache (``$MULTIDRAFT_CACHE/plans`` or
 ``~/.cache/multidraft/plans``), keyed by the machine, the torch build and
-thread count, and the models (names and draft option), so that
+thread count, and the models (names and draft option; for models on another
+engine, such as llama.cpp, the engine, its threads and each model file's path,
+size and modification time), so that
 ``generate(..., scheme="auto", tree="auto")`` (:mod:`multidraft.api`) plans from a
 cached profile and profiles first when there is none.  The acceptance it plans
 from is a prior (:mod:`~multidraft.planning.prior`): the one shipped for the
@@ -39,8 +41,15 @@ def plans_dir() -> Path:
 
 
 def model_description(target, draft) -> dict:
-    """What identifies the pair for the cache: names, dtypes, and how the draft was made cheaper."""
+    """What identifies the pair for the cache: names, dtypes, and how the draft was made cheaper; for runners of
+    another engine than torch, :func:`runner_description`."""
     from multidraft.execution import SubVocabularyHead
+    from multidraft.runners import Runner, TorchRunner
+
+    if isinstance(target, TorchRunner) and isinstance(draft, TorchRunner):
+        target, draft = target.model, draft.model
+    elif isinstance(target, Runner) or isinstance(draft, Runner):
+        return runner_description(target, draft)
 
     head = draft.get_output_embeddings()
     quantized = sum("quantized" in type(m).__module__ for m in draft.modules())
@@ -52,6 +61,38 @@ def model_description(target, draft) -> dict:
         "draft_quantized_layers": quantized,
         "draft_vocabulary": int(head.keep.numel()) if isinstance(head, SubVocabularyHead) else None,
     }
+
+
+def runner_description(target, draft) -> dict:
+    """What identifies a pair of runners that are not PyTorch models: the engine (and its version and threads,
+    where the runner has them) and each model file's path, size and modification time."""
+    from multidraft.runners import as_runner
+
+    target, draft = as_runner(target), as_runner(draft)
+    engines = {target.engine, draft.engine}
+    description = {"engine": target.engine if len(engines) == 1 else f"{target.engine}/{draft.engine}"}
+    for role, runner in (("target", target), ("draft", draft)):
+        path = getattr(runner, "path", None)
+        if path is None:  # e.g. a PyTorch model beside a llama.cpp one: its name and dtype
+            model = getattr(runner, "model", None)
+            config = getattr(model, "config", None)
+            name = str(getattr(config, "_name_or_path", "")) or getattr(config, "model_type", "")
+            description[role] = f"{type(runner).__name__}:{name}:{getattr(model, 'dtype', '')}"
+            continue
+        stat = Path(path).stat()
+        description[role] = str(Path(path).resolve())
+        description[f"{role}_file"] = {"bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+        description[f"{role}_vocabulary"] = runner.vocab_size
+        if getattr(runner, "threads", None) is not None:
+            description[f"{role}_threads"] = runner.threads
+    if "llama.cpp" in engines:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            description["llama_cpp_python"] = version("llama_cpp_python")
+        except PackageNotFoundError:
+            pass
+    return description
 
 
 def fingerprint(description: dict) -> str:

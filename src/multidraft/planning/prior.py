@@ -137,7 +137,14 @@ class Prior:
 
 def pair_key(description: dict) -> dict:
     """What a prior must match of :func:`multidraft.planning.model_description`: the model files' names and
-    how the draft was made cheaper (dtypes and the machine do not change acceptance beyond rounding)."""
+    how the draft was made cheaper (dtypes and the machine do not change acceptance beyond rounding); for
+    another engine than torch, the engine and the model files' names (its rounding and kernels are its own)."""
+    if "engine" in description:
+        return {
+            "engine": description["engine"],
+            "target": Path(description["target"]).name,
+            "draft": Path(description["draft"]).name,
+        }
     return {
         "target": Path(description["target"]).name,
         "draft": Path(description["draft"]).name,

@@ -15,6 +15,9 @@ What a decoding step costs is measured, not assumed:
   throughput (the prepacked linear on a 256-row batch) of this machine, the
   bytes of weights and KV cache a forward reads and its FLOPs, so that each
   measured forward can be set beside max(bytes / bandwidth, FLOPs / throughput).
+  It is measured for PyTorch models only: for a runner of another engine
+  (llama.cpp runs quantised kernels of its own) the profile records each model
+  file's size and no roofline (:attr:`Profile.roofline` has no ``points``).
 
 A :class:`Profile` is JSON (``save`` / ``load``); :mod:`multidraft.planning.cost`
 turns it into seconds per step of any (scheme, tree).
@@ -37,7 +40,7 @@ import torch
 from multidraft import schemes
 from multidraft.models.cache import replace_atomically
 from multidraft.planning.acceptance import PLANNED
-from multidraft.runners import Runner, as_runner, causal_visibility
+from multidraft.runners import Runner, TorchRunner, as_runner, causal_visibility
 from multidraft.sampling_options import Sampling
 from multidraft.tree import Tree
 
@@ -275,6 +278,22 @@ def roofline_seconds(model, machine: dict, queries: int, context: int) -> float:
     return max(read / machine["read_bandwidth_bytes_per_s"], flops / machine["matmul_flops_per_s"])
 
 
+def _torch_model(model):
+    """The PyTorch model behind ``model`` (itself, or a :class:`TorchRunner`'s), None for another engine."""
+    if isinstance(model, TorchRunner):
+        return model.model
+    return None if isinstance(model, Runner) else model
+
+
+def _positions(model) -> int:
+    """The most positions ``model`` takes: its trained context, and for a runner with a fixed KV cache its cells."""
+    torch_model = _torch_model(model)
+    if torch_model is not None:
+        return getattr(torch_model.config, "max_position_embeddings", None) or 1 << 30
+    cells = [getattr(model, name, None) for name in ("context", "trained_context")]
+    return min([c for c in cells if c] or [1 << 30])
+
+
 def measure(
     target,
     draft,
@@ -285,20 +304,33 @@ def measure(
     prefill=PREFILL,
     progress: Callable[[str], None] | None = None,
 ) -> Profile:
-    """Measure a :class:`Profile` of the (prepared) pair on this machine."""
+    """Measure a :class:`Profile` of the (prepared) pair on this machine: PyTorch models, or runners of any
+    engine (then without the roofline)."""
     say = progress or (lambda message: None)
     longest = max([*queries, *prefill])
-    limit = min(getattr(m.config, "max_position_embeddings", None) or 1 << 30 for m in (target, draft))
+    limit = min(_positions(m) for m in (target, draft))
     contexts = [c for c in contexts if c + longest <= limit] or [max(limit - longest, 0)]
-    say("roofline")
-    machine = machine_roofline()
+    models = _torch_model(target), _torch_model(draft)
     target_runner, draft_runner = as_runner(target), as_runner(draft)
+    if None in models:  # another engine: no roofline (module docstring)
+        say("model files")
+        roofline = {
+            role: {"file_bytes": Path(runner.path).stat().st_size}
+            for role, runner in (("target", target_runner), ("draft", draft_runner))
+            if getattr(runner, "path", None) is not None
+        }
+    else:
+        say("roofline")
+        machine = machine_roofline()
     say("target forwards")
     target_costs = forward_costs(target_runner, [*queries, *prefill], contexts)
     say("draft forwards")
     draft_costs = forward_costs(draft_runner, [*queries, *prefill], contexts)
     say("per-step overheads")
     overheads = overhead_costs(target_runner.vocab_size, target_runner)
+    if None in models:
+        return Profile(machine_description(), names, target_costs, draft_costs, overheads, roofline)
+    target, draft = models
     roofline = dict(machine)
     for role, model, costs in (("target", target, target_costs), ("draft", draft, draft_costs)):
         count, size = linear_parameters(model)
