@@ -4,11 +4,20 @@ The models are loaded the way a Hugging Face user would load them
 (``AutoModelForCausalLM.from_pretrained`` on the converted float32 folders,
 default attention, no prepacking), separately from the models multidraft
 runs on.  Generation uses ``target.generate(assistant_model=draft,
-do_sample=True, num_assistant_tokens=γ, num_assistant_tokens_schedule="constant")``
-with the benchmark's temperature, no top-k (``top_k=0``) unless asked, and
-EOS disabled (``eos_token_id=-1``) so every run has exactly ``max_new_tokens``
-tokens.  Target calls are counted with a forward hook, which gives the
-peer's tokens per target call.
+do_sample=True)`` with the benchmark's temperature, no top-k (``top_k=0``)
+unless asked, and EOS disabled (``eos_token_id=-1``) so every run has exactly
+``max_new_tokens`` tokens.  Target calls are counted with a forward hook,
+which gives the peer's tokens per target call.
+
+Hugging Face reads the assistant's settings from the *assistant's*
+``generation_config`` (arguments given to ``generate`` do not reach them),
+and carries the adapted confidence threshold over from one call to the next.
+So every run sets them there first (:data:`ASSISTANT_SETTINGS`): γ drafts per
+call is ``num_assistant_tokens=γ``, a constant schedule and no confidence
+cut (exactly γ drafts, the same chain as ``sps 1xγ``); ``default`` is
+Hugging Face's defaults as a fresh model has them (up to 20 drafts, cut where
+the draft's confidence falls below 0.4, the threshold adapted during the
+call).
 """
 
 from __future__ import annotations
@@ -17,6 +26,18 @@ import time
 from dataclasses import dataclass
 
 import torch
+
+
+#: The assistant settings a run starts from, Hugging Face's defaults and a constant chain of γ drafts.
+ASSISTANT_SETTINGS = ("num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold")
+DEFAULT_ASSISTANT = (20, "constant", 0.4)
+
+
+def assistant_settings(assistant_tokens: int | None) -> dict:
+    """What the assistant's ``generation_config`` holds for a run: γ constant drafts, or ``None``: the defaults."""
+    if assistant_tokens is None:
+        return dict(zip(ASSISTANT_SETTINGS, DEFAULT_ASSISTANT, strict=True))
+    return dict(zip(ASSISTANT_SETTINGS, (assistant_tokens, "constant", 0.0), strict=True))
 
 
 @dataclass
@@ -60,11 +81,10 @@ def assisted_generate(
         if temperature > 0
         else dict(do_sample=False)
     )
-    assistant = (
-        {}
-        if assistant_tokens is None
-        else dict(num_assistant_tokens=assistant_tokens, num_assistant_tokens_schedule="constant")
-    )
+    config = pair.draft.generation_config
+    saved = {name: getattr(config, name, None) for name in ASSISTANT_SETTINGS}
+    for name, value in assistant_settings(assistant_tokens).items():
+        setattr(config, name, value)
     ids = prompt.reshape(1, -1)
     try:
         start = time.perf_counter()
@@ -76,12 +96,13 @@ def assisted_generate(
                 max_new_tokens=max_new_tokens,
                 eos_token_id=-1,
                 pad_token_id=0,
-                **assistant,
                 **sampling,
             )
         seconds = time.perf_counter() - start
     finally:
         hook.remove()
+        for name, value in saved.items():
+            setattr(config, name, value)
     tokens = out[0, ids.shape[1] :].tolist()
     return {
         "tokens": tokens,
