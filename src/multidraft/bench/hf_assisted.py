@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 #: The assistant settings a run starts from, Hugging Face's defaults and a constant chain of γ drafts.
 ASSISTANT_SETTINGS = ("num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold")
 DEFAULT_ASSISTANT = (20, "constant", 0.4)
