@@ -7,6 +7,7 @@ deterministic; each draws 400 to 800 generations.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -460,3 +461,53 @@ def test_autoregressive_bad_input(counted):
     with pytest.raises(ValueError, match="batch"):
         autoregressive(target, torch.zeros(2, 3, dtype=torch.int64), max_new_tokens=2)
     assert calls == []
+
+
+#: Confidence stops: τ high enough that trees often end early on the tiny models.
+STOP_CASES = [("sps", "1,1,1", 0.3), ("rrs", "2,2,1", 0.25)]
+
+
+@pytest.mark.parametrize(("name", "tree", "tau"), STOP_CASES)
+def test_confidence_stops_keep_the_target_law(pair, name, tree, tau):
+    """Trees whose depth depends on the draft's own probabilities: three tokens keep the target's law."""
+    target, draft = pair
+    law = sequence_law(target, PROMPT, 3, temperature=1.0, **OPTIONS)
+    generator = torch.Generator().manual_seed(8)
+    results = [
+        generate(
+            target,
+            draft,
+            PROMPT,
+            scheme=name,
+            tree=tree,
+            max_new_tokens=3,
+            generator=generator,
+            min_draft_probability=tau,
+            **OPTIONS,
+        )
+        for _ in range(800)
+    ]
+    sizes = Counter(size for r in results for size in r.tree_sizes)
+    full = 1 + sum(math.prod(parse_shape(tree)[:d]) for d in range(1, 4))
+    assert len(sizes) > 1 and max(sizes) <= full and sizes[full] < sum(sizes.values())  # the stop cut trees
+    assert_law([r.tokens for r in results], law)
+
+
+def test_confidence_stop_is_checked(pair):
+    target, draft = pair
+    for tau, verifier, message in [
+        (1.0, "token", r"in \[0, 1\)"),
+        (-0.1, "token", r"in \[0, 1\)"),
+        (0.3, "block", "only the token walk"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            generate(
+                target,
+                draft,
+                PROMPT,
+                scheme="sps",
+                tree="1x3",
+                max_new_tokens=3,
+                verifier=verifier,
+                min_draft_probability=tau,
+            )

@@ -145,6 +145,7 @@ def generate(
     verifier: str = "token",
     adapt: bool = True,
     profile: Profile | None = None,
+    min_draft_probability: float = 0.0,
 ):
     """:func:`multidraft.decoding.generate`, where ``scheme`` and ``tree`` may also be ``"auto"``.
 

@@ -32,7 +32,7 @@ from multidraft.runners import Runner, as_runner
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
 from multidraft.shapes import format_shape, parse_shape, shape_depth
-from multidraft.step import Step, TreePlan, speculative_step
+from multidraft.step import Step, TreePlan, check_stop, speculative_step
 
 __all__ = ["GenerationResult", "StepTrace", "autoregressive", "decode", "generate"]
 
@@ -119,6 +119,7 @@ def generate(
     exact_expectation: bool = False,
     max_tree_nodes: int = DEFAULT_MAX_TREE_NODES,
     verifier: str = "token",
+    min_draft_probability: float = 0.0,
 ) -> GenerationResult:
     """Multi-draft speculative sampling from ``target`` with drafts from ``draft`` (module docstring).
 
@@ -131,7 +132,9 @@ def generate(
     ``exact_expectation=True`` also computes, per step, the exact expected number of tokens given the
     drafted tree (the Rao-Blackwellised block efficiency), outside the timed phases.  Every input is
     checked, raising ``ValueError``, before the first model call; so is the tree's size
-    (:func:`multidraft.limits.check_limits`).  ``scheme="auto"`` lives in :func:`multidraft.api.generate`.
+    (:func:`multidraft.limits.check_limits`).  ``min_draft_probability`` τ > 0 ends a step's tree after a
+    level whose every token had draft probability below τ (token walk only; lossless, see
+    :mod:`multidraft.step`).  ``scheme="auto"`` lives in :func:`multidraft.api.generate`.
     """
     scheme = schemes.get(scheme) if isinstance(scheme, str) else scheme
     shape = parse_shape(tree)
@@ -139,7 +142,8 @@ def generate(
     target, draft = as_runner(target), as_runner(draft)
     seq, stop = check_request(target, input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
     check_pair(target, draft, scheme, shape, verifying, seq.shape[0], max_new_tokens, max_tree_nodes)
-    plan = TreePlan(scheme, shape, generator)
+    check_stop(min_draft_probability, verifying.name)
+    plan = TreePlan(scheme, shape, generator, min_draft_probability)
     return run(
         target,
         draft,

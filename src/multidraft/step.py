@@ -33,6 +33,20 @@ Lossless: each tree is drawn from its scheme's draft law given the committed
 text, and the verifier keeps the emitted tokens distributed as the target's
 law given that text (:mod:`multidraft.verifiers`); the plan of a step is
 fixed before its drafts are drawn.
+
+**Stopping on the draft's confidence** (``TreePlan.min_probability`` τ > 0, the
+rule of SpecDec++ and of Hugging Face's ``assistant_confidence_threshold``): a
+tree stops growing after a level in which every new node's token had draft
+probability q(x | parent) < τ, so a chain ends where the draft itself doubts
+its last token.  Still lossless with the token walk: whether node v gets
+drafts is decided from draft-side draws made before v's own drafts (the
+tokens above it and their q), never from the target or the verifier's
+uniforms.  At an accepted node v the next token is then the walk's output at
+v, which has law p(· | text, path to v) whether v was given fresh drafts from
+the scheme's law at v or is a leaf (the bonus token, drawn from p); by
+induction over the path the emitted sequence has the target's law.  Verifiers
+that judge a whole tree at once assume its shape was fixed in advance, so the
+rule is refused for them (:func:`check_stop`).
 """
 
 from __future__ import annotations
@@ -55,12 +69,32 @@ from multidraft.verifiers.base import Verifier, Walk
 class TreePlan:
     """How one tree of a step is drafted: the scheme's draft law on ``shape``, drawn with ``generator``.
 
-    ``scheme=None`` (and ``shape=None``) is plain decoding: no drafts.
+    ``scheme=None`` (and ``shape=None``) is plain decoding: no drafts.  ``min_probability`` τ > 0 stops the
+    tree after a level whose every new token had draft probability below τ (module docstring).
     """
 
     scheme: Scheme | None
     shape: TreeShape | None
     generator: torch.Generator | None
+    min_probability: float = 0.0
+
+
+def check_stop(min_probability: float, verifier: str) -> None:
+    """``ValueError`` unless 0 <= τ < 1 and, for τ > 0, the verifier is the token walk (module docstring)."""
+    if not 0.0 <= min_probability < 1.0:
+        raise ValueError(f"min_draft_probability must be in [0, 1), got {min_probability}")
+    if min_probability > 0 and verifier != "token":
+        raise ValueError(
+            f"min_draft_probability > 0 makes a tree's depth depend on its drafts; the {verifier!r} verifier "
+            "assumes a shape fixed in advance, so only the token walk (verifier='token') may stop early"
+        )
+
+
+def doubted(tree: Tree, law: torch.Tensor, level: slice, start: int, min_probability: float) -> bool:
+    """Whether every node of ``level`` has draft probability below τ at its parent; ``law`` [n_parent_level, V]
+    is q at the parent level, whose first node id is ``start``."""
+    confidence = law[tree.parents[level] - start, tree.tokens[level]]  # [n_level]
+    return bool((confidence < min_probability).all())
 
 
 @dataclass
@@ -136,10 +170,16 @@ def draft_trees(
     width = 1
     while growing:
         levels = {}
+        stopped = set()
         for s in growing:
             laws[s].append(sampling.laws(logits[s][-1]))
+            start = trees[s].level_starts[-2]
             levels[s] = grow_level(trees[s], laws[s][-1], plans[s].scheme, plans[s].generator)
-        growing = [s for s in growing if trees[s].pending()]  # the new level are leaves elsewhere: never read
+            tau = plans[s].min_probability
+            if tau > 0 and doubted(trees[s], laws[s][-1], levels[s], start, tau):
+                stopped.add(s)
+        # the new level are leaves where the shape or the draft's doubt ends the tree: never read
+        growing = [s for s in growing if s not in stopped and trees[s].pending()]
         if not growing:
             break
         members = [(s, levels[s]) for s in growing]

@@ -31,6 +31,8 @@ def test_parse_configs():
         "rrs-wor 3/2,1,0",
         "sps 1x4 block",
     ]
+    stops = bench.parse_configs("sps:1x8@0.4 rrs:2x3@0.25")
+    assert [(c.label, c.min_probability) for c in stops] == [("sps 1x8@0.4", 0.4), ("rrs 2x3@0.25", 0.25)]
     auto = bench.parse_configs("auto auto-static auto:2.5 auto-static:2.5")
     assert [(c.label, c.adapt) for c in auto] == [
         ("auto", True),
@@ -46,6 +48,9 @@ def test_parse_configs():
         ("rrs", "scheme:tree"),
         ("", "no configuration"),
         ("auto-static:0", "slow-down factor > 0"),
+        ("sps:1x8@x", "scheme:tree@τ"),
+        ("sps:1x8@1.5", r"in \[0, 1\)"),
+        ("sps:1x8:block@0.4", "only the token walk"),
     ]:
         with pytest.raises(ValueError, match=message):
             bench.parse_configs(bad)

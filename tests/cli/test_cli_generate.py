@@ -17,6 +17,9 @@ from multidraft.cli import main
         (["--max-new-tokens", "0"], "max-new-tokens"),
         (["--target", "/nonexistent/target", "--draft", "/nonexistent/draft"], "nonexistent"),
         (["--target", "/nonexistent/target"], "both"),
+        (["--min-draft-probability", "1"], "[0, 1)"),
+        (["--scheme", "sps", "--tree", "1x4", "--verifier", "block", "--min-draft-probability", "0.4"], "token walk"),
+        (["--scheme", "auto", "--tree", "auto", "--min-draft-probability", "0.4"], "fixed --scheme"),
     ],
 )
 def test_bad_arguments_fail_before_any_model_is_loaded(argv, message, capsys):

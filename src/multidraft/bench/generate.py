@@ -45,6 +45,7 @@ from multidraft.api import generate
 from multidraft.bench.stats import paired_ratio_difference, paired_ratio_quotient, ratio_interval
 from multidraft.decoding import GenerationResult, autoregressive
 from multidraft.shapes import check_shape, format_shape, parse_shape
+from multidraft.step import check_stop
 
 AUTOREGRESSIVE = "autoregressive"
 AUTO = "auto"
@@ -70,6 +71,7 @@ class Config:
     tree: str = ""
     verifier: str = "token"
     adapt: bool = True
+    min_probability: float = 0.0  # a fixed configuration's confidence stop (``scheme:tree@τ``)
 
     @property
     def label(self) -> str:
@@ -81,7 +83,8 @@ class Config:
         if self.scheme in PEERS:
             where = " (same models)" if self.scheme == HF_SAME else ""
             return f"hf-assisted{where} " + ("default" if self.tree == "default" else f"γ={self.tree}")
-        return f"{self.scheme} {self.tree}" + ("" if self.verifier == "token" else f" {self.verifier}")
+        stop = f"@{self.min_probability:g}" if self.min_probability else ""
+        return f"{self.scheme} {self.tree}{stop}" + ("" if self.verifier == "token" else f" {self.verifier}")
 
     @property
     def speculative(self) -> bool:
@@ -92,12 +95,13 @@ def parse_config(item: str) -> Config:
     """``autoregressive``, ``auto[:slow-down]``, ``auto-static[:slow-down]`` (the planner's first plan kept for
     the whole generation: no online adaptation), ``hf:γ``, ``hf:default``, ``hf-same:γ|default``,
     ``llama-plain``, ``torch-plain`` or ``scheme:tree[:verifier]``, checked before any model is loaded.
+    ``scheme:tree@τ`` stops each tree where the draft's probability of every new token falls below τ.
 
     ``hf`` runs Hugging Face assisted generation on separately loaded models, as its users load them;
     ``hf-same`` on the models multidraft runs (prepared for the fast path); ``default`` leaves its
     assistant settings at Hugging Face's defaults (an adaptive number of drafts).
     """
-    parts = [part.strip() for part in item.split(":")]
+    parts = [part.strip() for part in item.split("@", 1)[0].split(":")]
     if parts[0] in (AUTOREGRESSIVE, *PLAIN_PEERS):
         if len(parts) != 1:
             raise ValueError(f"{parts[0]} takes no options, got {item!r}")
@@ -123,7 +127,19 @@ def parse_config(item: str) -> Config:
     check_shape(shape, scheme)
     verifier = parts[2] if len(parts) == 3 else "token"
     verifiers.get(verifier).check(shape, scheme)
-    return Config(parts[0], format_shape(shape), verifier)
+    tau = _stop(item) if "@" in item else 0.0
+    check_stop(tau, verifier)
+    return Config(parts[0], format_shape(shape), verifier, min_probability=tau)
+
+
+def _stop(item: str) -> float:
+    """τ of ``scheme:tree@τ``."""
+    try:
+        return float(item.rsplit("@", 1)[1])
+    except ValueError:
+        raise ValueError(
+            f"a confidence stop is scheme:tree@τ with 0 < τ < 1 (e.g. sps:1x8@0.4), got {item!r}"
+        ) from None
 
 
 def check_engine(configs: Sequence[Config], engine: str, target_gguf: bool, llama_installed: bool) -> None:
@@ -258,6 +274,7 @@ def run_one(
         scheme=config.scheme,
         tree=config.tree,
         verifier=config.verifier,
+        min_draft_probability=config.min_probability,
         generator=generator,
         exact_expectation=True,
         **options,

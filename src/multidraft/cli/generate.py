@@ -28,6 +28,7 @@ from multidraft.cli.options import (
 from multidraft.limits import DEFAULT_MAX_TREE_NODES
 from multidraft.sampling_options import check_options
 from multidraft.shapes import check_shape, parse_shape
+from multidraft.step import check_stop
 
 
 def register(subparsers) -> None:
@@ -45,6 +46,13 @@ def register(subparsers) -> None:
         default="token",
         help=f"tree-level verification, one of {', '.join(verifiers.names())} "
         "(block: chains; traversal: i.i.d. drafts)",
+    )
+    parser.add_argument(
+        "--min-draft-probability",
+        type=float,
+        default=0.0,
+        help="end a step's tree after a level whose every token had draft probability below this "
+        "(a fixed scheme and tree, token verifier; 0: never)",
     )
     add_sampling_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -106,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         shape = parse_shape(args.tree)
         check_shape(shape, scheme)
         verifiers.get(args.verifier).check(shape, scheme)
+    check_stop(args.min_draft_probability, args.verifier)
+    if args.min_draft_probability and "auto" in (args.scheme, args.tree):
+        raise ValueError("--min-draft-probability needs a fixed --scheme and --tree; the planner does not use it")
     check_options(args.temperature, args.top_k, args.top_p)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
@@ -145,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             on_tokens=streamer,
             max_tree_nodes=args.max_tree_nodes,
             verifier=args.verifier,
+            min_draft_probability=args.min_draft_probability,
         )
     except KeyboardInterrupt:
         print()

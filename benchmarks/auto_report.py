@@ -1,0 +1,152 @@
+"""``scheme="auto"`` per prompt class, from interleaved ``multidraft bench generate`` runs (one per class).
+
+    python benchmarks/auto_report.py benchmarks/results/auto/auto_chat.jsonl \\
+        benchmarks/results/auto/auto_code.jsonl benchmarks/results/auto/auto_summarization.jsonl
+
+Per class and temperature, over the prompts every configuration finished (paired by prompt, 95%
+bootstrap intervals clustered by prompt; none below 8 prompts):
+
+* ``auto`` against plain decoding (``autoregressive``, the same execution path), against the best
+  fixed configuration in hindsight (the fixed ``scheme tree`` row of most tokens/s in that class and
+  temperature), against Hugging Face assisted generation with its default settings on the same prepared
+  models, and against ``auto-static`` (the planner's first plan kept: what online adaptation adds);
+* ``auto (profile 2.5x slower)``: the planner given a profile whose forwards are 2.5x slower, as a
+  slower machine of the same kind measures them (its speedup over plain decoding here);
+* the planner's predicted tokens per step against the measured ones (Rao-Blackwellised: the exact
+  expected tokens of each drafted tree), as their ratio over the same steps;
+* how often ``auto`` chose plain decoding.
+
+Writes ``auto.json`` and ``auto.md`` beside the first results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from multidraft.bench.generate import AUTOREGRESSIVE, _by_config, per_prompt
+from multidraft.bench.report import markdown_table, write_json, write_text
+from multidraft.bench.stats import format_interval, paired_ratio_quotient, ratio_interval
+from multidraft.bench.store import read_lines
+
+AUTO, STATIC, SLOW, HF_DEFAULT = "auto", "auto-static", "auto (profile 2.5x slower)", "hf-assisted (same models) default"
+
+
+def fixed(label: str) -> bool:
+    """A fixed multidraft configuration: ``scheme tree[ verifier]``."""
+    return not label.startswith(("auto", "hf-assisted", AUTOREGRESSIVE, "llama-plain", "torch-plain"))
+
+
+def quotient(table, a: str, b: str, prompts) -> tuple[float, list[float] | None]:
+    """tokens/s of ``a`` over tokens/s of ``b`` on the same prompts, with its paired interval."""
+    sa, sb = per_prompt(table[a], prompts), per_prompt(table[b], prompts)
+    return paired_ratio_quotient((sa["tokens"], sa["seconds"]), (sb["tokens"], sb["seconds"]))
+
+
+def class_rows(category: str, records: list[dict]) -> list[dict]:
+    table = _by_config(records)
+    rows = []
+    for temperature in sorted({t for t, _ in table}):
+        runs = {label: r for (t, label), r in table.items() if t == temperature}
+        prompts = sorted(set.intersection(*(set(r) for r in runs.values())))
+        row = {"class": category, "temperature": temperature, "prompts": len(prompts)}
+        speed = {label: per_prompt(r, prompts) for label, r in runs.items()}
+        rate = {label: sum(s["tokens"]) / sum(s["seconds"]) for label, s in speed.items()}
+        best = max((label for label in runs if fixed(label)), key=rate.get)
+        row.update(
+            {
+                "plain_tokens_per_second": rate[AUTOREGRESSIVE],
+                "auto_tokens_per_second": rate[AUTO],
+                "best_fixed": best,
+                "best_fixed_tokens_per_second": rate[best],
+                "hf_default_tokens_per_second": rate.get(HF_DEFAULT),
+            }
+        )
+        for name, other in (("vs_plain", AUTOREGRESSIVE), ("vs_best_fixed", best), ("vs_hf_default", HF_DEFAULT)):
+            if other in runs:
+                row[name], row[f"{name}_ci95"] = quotient(runs, AUTO, other, prompts)
+        if STATIC in runs:
+            row["adaptation_gain"], row["adaptation_gain_ci95"] = quotient(runs, AUTO, STATIC, prompts)
+        if SLOW in runs:
+            row["slow_profile_vs_plain"], row["slow_profile_vs_plain_ci95"] = quotient(
+                runs, SLOW, AUTOREGRESSIVE, prompts
+            )
+        chosen = [runs[AUTO][i] for i in prompts]
+        predicted = [sum(r["predicted_tokens"]) for r in chosen]
+        measured = [sum(r["expected_tokens"]) for r in chosen]
+        row["predicted_tokens_per_step"] = sum(predicted) / sum(r["target_calls"] for r in chosen)
+        row["measured_tokens_per_step"] = sum(measured) / sum(r["target_calls"] for r in chosen)
+        row["measured_over_predicted"] = sum(measured) / sum(predicted)
+        row["measured_over_predicted_ci95"] = ratio_interval(measured, predicted)
+        plans = Counter(plan or "plain decoding" for r in chosen for plan in r["plans"])
+        steps = sum(plans.values())
+        row["plans"] = {plan: count / steps for plan, count in plans.most_common()}
+        rows.append(row)
+    return rows
+
+
+def cell(value, interval) -> str:
+    return "—" if value is None else f"{value:.3f} {format_interval(interval)}"
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    table = [
+        {
+            "class": r["class"],
+            "T": f"{r['temperature']:g}",
+            "prompts": r["prompts"],
+            "plain tok/s": f"{r['plain_tokens_per_second']:.2f}",
+            "auto tok/s": f"{r['auto_tokens_per_second']:.2f}",
+            "auto / plain": cell(r.get("vs_plain"), r.get("vs_plain_ci95")),
+            "best fixed": f"{r['best_fixed']} ({r['best_fixed_tokens_per_second']:.2f})",
+            "auto / best fixed": cell(r.get("vs_best_fixed"), r.get("vs_best_fixed_ci95")),
+            "auto / HF default": cell(r.get("vs_hf_default"), r.get("vs_hf_default_ci95")),
+            "auto / auto-static": cell(r.get("adaptation_gain"), r.get("adaptation_gain_ci95")),
+            "2.5x-slower profile / plain": cell(r.get("slow_profile_vs_plain"), r.get("slow_profile_vs_plain_ci95")),
+        }
+        for r in rows
+    ]
+    prediction = [
+        {
+            "class": r["class"],
+            "T": f"{r['temperature']:g}",
+            "predicted tokens/step": f"{r['predicted_tokens_per_step']:.3f}",
+            "measured (exact expectation)": f"{r['measured_tokens_per_step']:.3f}",
+            "measured / predicted": cell(r["measured_over_predicted"], r["measured_over_predicted_ci95"]),
+            "auto's plans (share of steps)": ", ".join(f"{p} {s:.0%}" for p, s in list(r["plans"].items())[:4]),
+        }
+        for r in rows
+    ]
+    columns = lambda rs: [(key, key) for key in rs[0]]  # noqa: E731
+    return (
+        f"# scheme=\"auto\" per prompt class\n\n`{command}`\n\n"
+        + markdown_table(table, columns(table))
+        + "\n\n"
+        + markdown_table(prediction, columns(prediction))
+        + "\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", type=Path)
+    args = parser.parse_args()
+    rows, headers = [], []
+    for path in args.results:
+        lines, _ = read_lines(path)
+        header = lines[0]["header"]
+        headers.append(header)
+        rows += class_rows(header.get("category") or "all", lines[1:])
+    out = args.results[0].parent
+    command = "python benchmarks/auto_report.py " + " ".join(str(p) for p in args.results)
+    write_json({"command": command, "headers": headers, "rows": rows}, out / "auto.json")
+    write_text(out / "auto.md", markdown(rows, command))
+    print((out / "auto.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
