@@ -22,7 +22,6 @@ Writes ``auto.json`` and ``auto.md`` beside the first results file.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -32,7 +31,8 @@ from multidraft.bench.report import markdown_table, write_json, write_text
 from multidraft.bench.stats import format_interval, paired_ratio_quotient, ratio_interval
 from multidraft.bench.store import read_lines
 
-AUTO, STATIC, SLOW, HF_DEFAULT = "auto", "auto-static", "auto (profile 2.5x slower)", "hf-assisted (same models) default"
+AUTO, STATIC = "auto", "auto-static"
+SLOW, HF_DEFAULT = "auto (profile 2.5x slower)", "hf-assisted (same models) default"
 
 
 def fixed(label: str) -> bool:
@@ -122,7 +122,7 @@ def markdown(rows: list[dict], command: str) -> str:
     ]
     columns = lambda rs: [(key, key) for key in rs[0]]  # noqa: E731
     return (
-        f"# scheme=\"auto\" per prompt class\n\n`{command}`\n\n"
+        f'# scheme="auto" per prompt class\n\n`{command}`\n\n'
         + markdown_table(table, columns(table))
         + "\n\n"
         + markdown_table(prediction, columns(prediction))
