@@ -155,6 +155,8 @@ def generate(
     ``result.plans`` names every step's choice ("" for plain decoding), ``result.scheme`` and
     ``result.tree`` the most frequent one ("autoregressive" when plain decoding ran most), and
     ``result.predicted_tokens`` the planner's expected tokens per step for each choice.
+    ``min_draft_probability`` (the confidence stop of :mod:`multidraft.step`) is an option of a fixed
+    scheme and tree only.
     """
     if scheme != "auto" and tree != "auto":
         return generate_fixed(
@@ -174,7 +176,10 @@ def generate(
             exact_expectation=exact_expectation,
             max_tree_nodes=max_tree_nodes,
             verifier=verifier,
+            min_draft_probability=min_draft_probability,
         )
+    if min_draft_probability:
+        raise ValueError("min_draft_probability is an option of a fixed scheme and tree; the planner does not use it")
     usable = planned_candidates(scheme, tree)
     runners = as_runner(target), as_runner(draft)
     verifying = verifiers.get(verifier)
