@@ -76,7 +76,8 @@ def runs(draw):
     """A model pair, a prompt and every argument of one :func:`multidraft.decoding.generate` call."""
     vocab = draw(st.integers(2, 12))
     name = draw(st.sampled_from(schemes.names()))
-    ks = [k for k in allowed_k(name) if name != "greedy" or k <= vocab]  # greedy refuses k > V, when drafting
+    # greedy and topk draw k distinct top tokens: a request with k > V is refused before any model call
+    ks = [k for k in allowed_k(name) if schemes.get(name).draft_law not in ("greedy", "topk") or k <= vocab]
     tree = draw(trees(ks))
     eos = draw(
         st.one_of(st.none(), st.integers(0, vocab - 1), st.lists(st.integers(0, vocab - 1), min_size=1, max_size=2))
