@@ -42,6 +42,7 @@ import torch
 
 from multidraft import schemes, verifiers
 from multidraft.api import generate
+from multidraft.bench.hf_assisted import peer_record
 from multidraft.bench.stats import paired_ratio_difference, paired_ratio_quotient, ratio_interval
 from multidraft.decoding import GenerationResult, autoregressive
 from multidraft.shapes import check_shape, format_shape, parse_shape
@@ -305,20 +306,7 @@ def llama_plain(llm, prompt: torch.Tensor, *, max_new_tokens: int, temperature: 
         if len(tokens) == max_new_tokens:
             break
     seconds = time.perf_counter() - start
-    return {
-        "tokens": tokens,
-        "accepted_lengths": [],
-        "expected_tokens": None,
-        "tree_sizes": [],
-        "target_calls": len(tokens),
-        "draft_calls": 0,
-        "seconds": seconds,
-        "draft_seconds": 0.0,
-        "target_seconds": 0.0,
-        "verification_seconds": 0.0,
-        "plans": [],
-        "predicted_tokens": None,
-    }
+    return peer_record(tokens, len(tokens), seconds)
 
 
 def warm_up(pair, configs: Sequence[Config], prompt: torch.Tensor, hf_pair=None, peers: dict | None = None) -> float:

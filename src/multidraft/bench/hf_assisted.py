@@ -103,12 +103,17 @@ def assisted_generate(
         for name, value in saved.items():
             setattr(config, name, value)
     tokens = out[0, ids.shape[1] :].tolist()
+    return peer_record(tokens, len(calls), seconds)
+
+
+def peer_record(tokens: list[int], target_calls: int, seconds: float) -> dict:
+    """A benchmark record of a peer whose steps are not seen: its tokens, target calls and seconds only."""
     return {
         "tokens": tokens,
         "accepted_lengths": [],
         "expected_tokens": None,
         "tree_sizes": [],
-        "target_calls": len(calls),
+        "target_calls": target_calls,
         "draft_calls": 0,
         "seconds": seconds,
         "draft_seconds": 0.0,

@@ -118,7 +118,7 @@ def _run_header(args: argparse.Namespace, temperatures, **extra) -> dict:
 
     The number of prompts is not among them: prompt i is always the same prompt
     with the same seed, so ``--resume --prompts N`` with a larger N extends a
-    finished run (runs accumulate across sessions).
+    finished run (runs accumulate across invocations).
     """
     return {
         "temperatures": temperatures,
