@@ -22,7 +22,7 @@ from multidraft import planning, verifiers
 from multidraft.decoding import autoregressive, run
 from multidraft.decoding import generate as generate_fixed
 from multidraft.limits import DEFAULT_MAX_TREE_NODES
-from multidraft.planning.acceptance import PLANNED, rank_rates, truncate
+from multidraft.planning.acceptance import PLANNED, rank_rates, stop_rates, truncate
 from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for
 from multidraft.planning.prior import Prior
 from multidraft.planning.profile import Profile
@@ -76,7 +76,7 @@ def pilot_prior(target, draft, prompt: torch.Tensor, temperature: float, top_k, 
         p_rows, q_rows, temperature=temperature, top_k=top_k, top_p=top_p, sequence=[0] * p_rows.shape[0]
     )
     agreement = torch.minimum(p_rows, q_rows).sum(-1).tolist()
-    return Prior(rates, agreement, [""], "pilot on the first prompt")
+    return Prior(rates, agreement, [""], "pilot on the first prompt", stops=stop_rates(p_rows, q_rows))
 
 
 def planner_for(
@@ -180,7 +180,7 @@ def generate(
         )
     if min_draft_probability:
         raise ValueError("min_draft_probability is an option of a fixed scheme and tree; the planner does not use it")
-    usable = planned_candidates(scheme, tree)
+    usable = planned_candidates(scheme, tree, verifier)
     runners = as_runner(target), as_runner(draft)
     verifying = verifiers.get(verifier)
     seq, stop = check_request(runners[0], input_ids, max_new_tokens, temperature, top_k, top_p, generator, eos_token_id)
@@ -225,20 +225,22 @@ def generate(
         depth=max(shape_depth(c.shape) for c in usable),
     )
     most, _ = Counter(result.plans).most_common(1)[0]
-    result.scheme, result.tree = most.split(" ") if most else ("autoregressive", "")
+    result.scheme, result.tree = most.split(" ") if most else ("autoregressive", "")  # tree: "1x16@0.4" if stopped
     result.predicted_tokens = [p.tokens_per_step for p in planner.predictions]
     return result
 
 
-def planned_candidates(scheme, tree) -> list[Candidate]:
+def planned_candidates(scheme, tree, verifier: str = "token") -> list[Candidate]:
     """The choices the online planner has when ``scheme`` or ``tree`` (or both) is ``"auto"``; ``ValueError`` if
-    there is none (a scheme the planner does not cover, a tree no planned scheme draws).  Needs no model."""
+    there is none (a scheme the planner does not cover, a tree no planned scheme draws).  Chains stopped on the
+    draft's confidence are among them for the token walk only (:func:`multidraft.step.check_stop`).
+    Needs no model."""
     if scheme != "auto":
         scheme = get_scheme(scheme).name if isinstance(scheme, str) else scheme.name
         if scheme not in PLANNED:
             raise ValueError(f"the planner does not cover scheme {scheme!r}; it plans over {', '.join(PLANNED)}")
     shape = None if tree == "auto" else parse_shape(tree)
-    usable = [c for c in candidates_for(scheme, shape) if _fits(c)]
+    usable = [c for c in candidates_for(scheme, shape, stops=verifier == "token") if _fits(c)]
     if not usable:
         raise ValueError(f"no planned scheme draws the draft counts of tree {tree!r} (planned: {PLANNED})")
     return usable

@@ -30,9 +30,13 @@ class StepSummary:
 
     @property
     def name(self) -> str:
-        """ "scheme tree" of the plan, "" for plain decoding."""
+        """ "scheme tree" of the plan ("scheme tree@tau" when it stops on the draft's confidence), "" for plain
+        decoding."""
         plan = self.plan
-        return "" if plan.scheme is None else f"{plan.scheme.name} {format_shape(plan.shape)}"
+        if plan.scheme is None:
+            return ""
+        stop = f"@{plan.min_probability:g}" if plan.min_probability else ""
+        return f"{plan.scheme.name} {format_shape(plan.shape)}{stop}"
 
 
 @dataclass

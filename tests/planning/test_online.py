@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from multidraft import verifiers
 from multidraft.decoding import run
-from multidraft.planning.acceptance import rank_rates
-from multidraft.planning.cost import expected_tree
+from multidraft.planning.acceptance import rank_rates, stop_rates
+from multidraft.planning.cost import expected_tree, step_seconds, stop_chain_rates
 from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for
 from multidraft.planning.prior import Prior
 from multidraft.runners import TorchRunner
@@ -115,3 +117,224 @@ def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_threa
         kinds |= {bool(name) for name in result.plans}
     assert kinds == {True, False}, "the test should see both plain and speculative steps"
     assert_law(samples, law)
+
+
+def stop_enumeration(p: torch.Tensor, q: torch.Tensor, tau: float) -> tuple[float, float, float, list[float]]:
+    """(E tokens, E nodes verified, P(leaf end), P(length L)) of a chain of len(p) drafts stopped at tau,
+    by enumerating every draft sequence: draft d ~ q[d], accepted with min(1, p / q) (the token walk)."""
+    depth = p.shape[0]
+    totals = {"tokens": 0.0, "verified": 0.0, "leaf": 0.0, "lengths": [0.0] * depth}
+
+    def walk(d: int, chance: float, accepted: bool, tokens: int, verified: int) -> None:
+        for x in range(p.shape[1]):
+            draw = float(q[d, x])
+            if draw == 0:
+                continue
+            ok = min(1.0, float(p[d, x]) / draw)
+            for accept, weight in ((True, ok), (False, 1 - ok)):
+                if weight == 0:
+                    continue
+                keep = accepted and accept
+                share = chance * draw * weight
+                goes_on = draw >= tau and d + 1 < depth
+                reached = keep and goes_on  # the walk enters node d + 1 and verifies there
+                if goes_on:
+                    walk(d + 1, share, keep, tokens + keep, verified + reached)
+                else:
+                    totals["tokens"] += share * (tokens + keep)
+                    totals["verified"] += share * verified
+                    totals["leaf"] += share * keep
+                    totals["lengths"][d] += share
+
+    walk(0, 1.0, True, 1, 1)
+    return totals["tokens"], totals["verified"], totals["leaf"], totals["lengths"]
+
+
+def test_stopped_chain_rates_are_those_of_every_draft_sequence():
+    """The closed forms of stop_chain_rates against an enumeration of a 3-deep chain over 6 tokens (+ tail)."""
+    generator = torch.Generator().manual_seed(3)
+    depth, tau = 3, 0.3
+    p = torch.softmax(torch.randn(depth, 6, generator=generator, dtype=torch.float64) * 2, -1)
+    q = torch.softmax(torch.randn(depth, 6, generator=generator, dtype=torch.float64) * 2, -1)
+    tail = torch.zeros(depth, 1, dtype=torch.float64)
+    stops = stop_rates(torch.cat([p, tail], 1), torch.cat([q, tail], 1), thresholds=(tau,))
+    agreement = torch.minimum(p, q).sum(-1).tolist()
+    rates = stop_chain_rates(stops, agreement, [0] * depth, tau, depth)
+    tokens, verified, leaf, lengths = stop_enumeration(p, q, tau)
+    assert rates.starts.tolist() == [0]
+    assert rates.tokens[0] == pytest.approx(tokens, abs=1e-12)
+    assert rates.verified[0] == pytest.approx(verified, abs=1e-12)
+    assert rates.leaf_end[0] == pytest.approx(leaf, abs=1e-12)
+    assert rates.lengths[0].tolist() == pytest.approx(lengths, abs=1e-12)
+
+
+def test_stop_rates_refuse_too_few_kept_tokens():
+    """With fewer than 2 / tau kept tokens a tail token could be confident: refused, not guessed."""
+    rows = torch.full((2, 5), 0.2, dtype=torch.float64)  # 4 kept tokens and a tail of 0.2
+    with pytest.raises(ValueError, match="at least 10 kept tokens"):
+        stop_rates(rows, rows, thresholds=(0.2,))
+
+
+def patchy_prior() -> Prior:
+    """Easy runs (the draft confident and right) broken by hard positions (the draft unsure and wrong)."""
+    easy_p = torch.tensor([0.97, 0.01, 0.01, 0.01, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    hard_p = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25], dtype=torch.float64)
+    hard_q = torch.tensor([0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    rows_p, rows_q = [], []
+    for t in range(4 * POSITIONS):
+        hard = t % 4 == 3
+        rows_p.append(hard_p if hard else easy_p)
+        rows_q.append(hard_q if hard else easy_p)
+    p, q = torch.stack(rows_p), torch.stack(rows_q)
+    tail = torch.zeros(p.shape[0], 1, dtype=torch.float64)
+    sequence = [t // (2 * POSITIONS) for t in range(4 * POSITIONS)]
+    rates = rank_rates(p, q, temperature=1.0, draws=8, sequence=sequence)
+    agreement = torch.minimum(p, q).sum(-1).tolist()
+    stops = stop_rates(torch.cat([p, tail], 1), torch.cat([q, tail], 1), thresholds=(0.4, 0.6))
+    return Prior(rates, agreement, ["patchy", "patchy"], "synthetic", stops=stops)
+
+
+def test_a_chain_that_stops_where_the_draft_doubts_wins_on_patchy_text():
+    """Fixed chains draft on past the hard positions; the stopped chain ends there, so it is chosen."""
+    prior = patchy_prior()
+    table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=16))
+    assert {c.stop for c in table.candidates} == {0.0, 0.4, 0.6}  # no stop rates at 0.2: not rated
+    online = OnlinePlanner(linear_profile(0.002, 0.03), prior, table, None, 64)
+    choice = online.choose(10, 64)
+    assert choice.candidate.scheme == "sps" and choice.candidate.stop in (0.4, 0.6)
+
+
+def test_the_first_tokens_keep_the_target_law_with_stopped_chains(pair, one_thread):
+    """Re-planning at every step between plain decoding and chains that stop on the draft's confidence."""
+    target, draft = pair
+    prompt = torch.tensor([3, 1, 4])
+    law = sequence_law(target, prompt, 3, temperature=1.0)
+    runners = TorchRunner(target), TorchRunner(draft)
+    generator = torch.Generator().manual_seed(6)
+    prior = patchy_prior()
+    candidates = [Candidate("sps", (1, 1, 1), 0.4), Candidate("sps", (1, 1), 0.6)]
+    samples, plans = [], set()
+    for _ in range(800):
+        table = PlanTable.of(prior, candidates)
+        online = OnlinePlanner(linear_profile(0.02, 0.001), prior, table, generator, 3, every=1, min_evidence=1)
+        result = run(
+            *runners,
+            prompt,
+            frozenset(),
+            online,
+            verifiers.get("token"),
+            generator,
+            temperature=1.0,
+            top_k=None,
+            top_p=None,
+            max_new_tokens=3,
+            label=("auto", "auto"),
+            depth=3,
+        )
+        samples.append(result.tokens)
+        plans |= set(result.plans)
+    assert any(name.endswith("@0.4") or name.endswith("@0.6") for name in plans), plans
+    assert_law(samples, law)
+
+
+def test_the_tables_seconds_are_the_cost_models_at_any_context():
+    """seconds_at (linear in nodes verified, P(leaf end) and the context between breakpoints) against
+    step_seconds evaluated directly, for trees and for stopped chains (a mixture over their lengths)."""
+    prior = patchy_prior()
+    table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=16))
+    profile = fake_profile_with_slopes()
+    weight = np.array([0.3, 0.7])
+    for context in (5.0, 300.0, 900.0):
+        fixed, per_verified, per_leaf_end = table.seconds_at(profile, context)
+        verified, leaf_end = table.verified @ weight, table.leaf_end @ weight
+        for c, candidate in enumerate(table.candidates):
+            if candidate.stop:
+                lengths = weight @ table.lengths[c]
+                direct = sum(
+                    share
+                    * step_seconds(
+                        profile, "sps", (1,) * n, [1.0] * (n + 1), verified[c], leaf_end[c], [True] * n, context
+                    )
+                    for n, share in enumerate(lengths, start=1)
+                )
+            else:
+                direct = step_seconds(
+                    profile,
+                    candidate.scheme,
+                    candidate.shape,
+                    table.level_nodes[c],
+                    verified[c],
+                    leaf_end[c],
+                    table.read[c],
+                    context,
+                )
+            laws = np.einsum("jd,j->d", table.lengths[c], weight)
+            mine = (fixed[c] * laws).sum() + per_verified[c] * verified[c] + per_leaf_end[c] * leaf_end[c]
+            assert mine == pytest.approx(direct, rel=1e-12), (candidate, context)
+
+
+def fake_profile_with_slopes():
+    """Forward costs that change slope with the context and the queries, and every overhead non-zero."""
+    profile = linear_profile(0.002, 0.01)
+    queries = profile.target.queries
+    profile.target.contexts = [0, 256, 512]
+    profile.target.seconds = [[0.1 + 0.002 * q + 0.0001 * c * (1 + (q > 2)) for q in queries] for c in (0, 256, 512)]
+    profile.draft.contexts = [0, 128]
+    profile.draft.seconds = [[0.01 + 0.001 * q for q in queries], [0.02 + 0.003 * q for q in queries]]
+    over = profile.overheads
+    over.update(laws_call=1e-4, laws_row=2e-5, tree_level=3e-4, keep_path=5e-4)
+    over["drafts"] = {key: [1e-4, 3e-5] for key in over["drafts"]}
+    over["verify"] = {key: 7e-5 for key in over["verify"]}
+    return profile
+
+
+def test_calibration_scales_predicted_extra_tokens_by_what_the_steps_emitted(prior):
+    """Steps that emit more than predicted raise every candidate's prediction (shrunk towards 1, bounded)."""
+    online = planner(prior, linear_profile(0.001, 0.001))
+    before = online.choose(10, 64)
+    assert online.calibration == 1.0 and before.extra == pytest.approx(before.tokens_per_step - 1)
+    plan = online(torch.zeros(10, dtype=torch.long), [])  # the step's prediction is ``before``'s
+    assert plan.scheme is not None and online.predictions[-1] == before
+    emitted = list(range(int(round(before.tokens_per_step)) + 1))  # one token more than predicted
+    for _ in range(4):  # four speculative steps
+        online.observe(SimpleNamespace(driver=0, plans=[plan], walk=SimpleNamespace(tokens=emitted, visited=[])))
+    realised, predicted = 4 * (len(emitted) - 1), 4 * before.extra
+    assert 1 < online.calibration < 2
+    assert online.calibration == pytest.approx((8 + realised) / (8 + predicted))
+    after = online.choose(10, 64)
+    if after.candidate == before.candidate:
+        assert after.tokens_per_step - 1 == pytest.approx((before.tokens_per_step - 1) * online.calibration)
+    assert after.tokens_per_second > before.tokens_per_second
+    online._extra = [0.0, 1000.0]  # far fewer than predicted: the ratio stops at 1/2
+    assert online.calibration == 0.5
+
+
+def test_after_a_run_of_plain_tokens_one_step_probes_the_text_again(prior, monkeypatch):
+    """A candidate whose mean prediction beats plain decoding, but not by the cost model's margin, runs for
+    one step after PROBE_AFTER plain tokens; the step after it is planned afresh."""
+    from multidraft.planning import online as online_module
+
+    for draft_seconds in np.linspace(0.001, 0.1, 100):  # the draft cost where the margin decides
+        monkeypatch.setattr(online_module, "COST_MARGIN", 0.0)
+        bare = planner(prior, linear_profile(0.002, float(draft_seconds))).choose(10, 64)
+        monkeypatch.undo()
+        if bare.candidate.scheme is not None and bare.tokens_per_second < 1.1 * bare.plain_tokens_per_second:
+            break
+    else:
+        pytest.fail("no draft cost puts the best candidate within the margin of plain decoding")
+    online = planner(prior, linear_profile(0.002, float(draft_seconds)))
+    assert online.choose(10, 64).candidate.scheme is None
+    online._plain_run = online_module.PROBE_AFTER
+    probe = online.choose(10, 64)
+    assert probe.probe and probe.candidate == bare.candidate
+    online._current = probe
+    online.predictions.append(probe)
+    online.observe(
+        SimpleNamespace(
+            driver=0,
+            plans=[online(torch.zeros(10, dtype=torch.long), [1])],
+            walk=SimpleNamespace(tokens=[7], visited=[]),
+        )
+    )
+    assert online._plain_run == 0
+    assert online(torch.zeros(11, dtype=torch.long), [1, 2]).scheme is None  # planned afresh: plain again

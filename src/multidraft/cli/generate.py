@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if "auto" in (args.scheme, args.tree):
         scheme = args.scheme if args.scheme == "auto" else schemes.get(args.scheme)
         verifying = verifiers.get(args.verifier)
-        for candidate in planned_candidates(scheme, args.tree):
+        for candidate in planned_candidates(scheme, args.tree, args.verifier):
             verifying.check(candidate.shape, schemes.get(candidate.scheme))
     else:
         scheme = schemes.get(args.scheme)

@@ -112,7 +112,7 @@ def profile_path(target, draft) -> Path:
 
 
 #: Bumped when cached priors are measured differently.
-PRIOR_VERSION = 3
+PRIOR_VERSION = 4
 
 
 def prior_path(target, draft, temperature: float, top_k, top_p) -> Path:
@@ -159,11 +159,17 @@ def cached_prior(target, draft, temperature: float, top_k, top_p, estimate: Call
 
 def cached_profile(target, draft, progress=None) -> Profile:
     """The cached profile of this machine and pair, measured (about a minute) and cached if missing or damaged
-    (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it)."""
-    return Profile.from_dict(
-        cached_entry(
-            profile_path(target, draft),
-            "profiling this machine",
-            lambda: asdict(measure(target, draft, model_description(target, draft), progress=progress)),
-        )
+    (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it).  Within
+    a process the same file gives the same object, so what the planner derives from it is computed once."""
+    data = cached_entry(
+        profile_path(target, draft),
+        "profiling this machine",
+        lambda: asdict(measure(target, draft, model_description(target, draft), progress=progress)),
     )
+    return _profile(json.dumps(data, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _profile(text: str) -> Profile:
+    """One :class:`Profile` object per profile's content."""
+    return Profile.from_dict(json.loads(text))

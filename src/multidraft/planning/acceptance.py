@@ -32,6 +32,9 @@ import torch
 
 from multidraft import schemes
 
+#: Draft-confidence thresholds tau of the confidence-stopped chains the online planner considers.
+STOP_THRESHOLDS = (0.2, 0.4, 0.6)
+
 #: (scheme, k) pairs the planner considers.
 PLANNED = {
     "sps": (1,),
@@ -131,6 +134,32 @@ def rank_rates(
         rates,
         None if sequence is None else [int(i) for i in sequence],
     )
+
+
+def stop_rates(p: torch.Tensor, q: torch.Tensor, thresholds=STOP_THRESHOLDS) -> dict:
+    """Per position and threshold tau, what a chain stopped on the draft's confidence needs
+    (:mod:`multidraft.step`: the chain ends after a draft token with q(x) < tau):
+
+    * ``accept`` beta = sum_{q(y) >= tau} min(p(y), q(y)): the draft x ~ q is accepted by the token walk
+      (with probability min(1, p(x) / q(x))) and confident, so the chain goes on past it;
+    * ``continue`` c = sum_{q(y) >= tau} q(y): the draft is confident (whatever the target says).
+
+    ``p``, ``q`` [P, N + 1]: the top-N tokens and, last, the tail merged into one entry.  A tail token
+    has p + q no larger than any kept token's, so q < 2 / N, below every tau once N >= 2 / tau: the
+    tail never counts as confident, and the sums over the kept tokens are exact.  (A tail of zero mass,
+    every token kept, needs no such bound.)
+    """
+    smallest = min(thresholds)
+    if p.shape[-1] - 1 < 2 / smallest and bool((q[:, -1] > 0).any()):
+        raise ValueError(f"stop rates need at least {2 / smallest:.0f} kept tokens per position, got {p.shape[-1] - 1}")
+    p_top, q_top = p[:, :-1], q[:, :-1]  # [P, N]
+    agree = torch.minimum(p_top, q_top)
+    out = {"thresholds": list(thresholds), "accept": [], "continue": []}
+    for tau in thresholds:
+        confident = q_top >= tau
+        out["accept"].append((agree * confident).sum(-1).tolist())
+        out["continue"].append((q_top * confident).sum(-1).tolist())
+    return out
 
 
 def rates_from_recording(recording, draws: int = 32, seed: int = 0) -> RankRates:

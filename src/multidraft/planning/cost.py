@@ -108,6 +108,71 @@ def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
     return TreeRates(1.0 + sum(reach[1:]), verified, leaf_end, level_nodes, read, starts)
 
 
+@dataclass(frozen=True)
+class StopChainRates:
+    """A chain of at most ``depth`` drafts stopped on the draft's confidence, per recorded start t:
+    E tokens, E nodes verified, P(the walk ends at a leaf) [T], and the law of the chain's length [T, depth]."""
+
+    tokens: np.ndarray
+    verified: np.ndarray
+    leaf_end: np.ndarray
+    lengths: np.ndarray
+    starts: np.ndarray
+
+
+def stop_chain_rates(stops: dict, agreement, sequence, tau: float, depth: int) -> StopChainRates:
+    """Rates of a chain stopped at threshold ``tau`` (:func:`multidraft.planning.acceptance.stop_rates`).
+
+    The draft at depth d of a chain started at recorded position t sees position t + d - 1, with
+    a = sum min(p, q) (accepted), beta = sum_{q >= tau} min(p, q) (accepted and the chain goes on) and
+    c = sum_{q >= tau} q (the chain goes on).  With B_d = beta_1 ... beta_d and C_d = c_1 ... c_d:
+
+    * E tokens = 1 + sum_{d=1}^{D} B_{d-1} a_d (draft d counts if drafts 1..d-1 were accepted and
+      confident and draft d is accepted);
+    * E nodes verified = 1 + sum_{d=1}^{D-1} B_d (the root, and node d when the walk reaches it and it
+      has a child);
+    * P(leaf end) = sum_{d<D} B_{d-1} (a_d - beta_d) + B_{D-1} a_D (all drafts accepted);
+    * P(length L) = C_{L-1} (1 - c_L) for L < D, C_{D-1} for L = D.
+
+    Starts are the positions whose next ``depth`` positions lie in one recorded text, as for trees.
+    """
+    column = list(stops["thresholds"]).index(tau)
+    beta = np.asarray(stops["accept"][column])  # [P]
+    going = np.asarray(stops["continue"][column])  # [P]
+    agree = np.asarray(agreement)  # [P]
+    sequence = np.asarray(sequence)
+    starts = np.arange(len(sequence) - depth + 1)
+    starts = starts[sequence[starts] == sequence[starts + depth - 1]]
+    window = starts[:, None] + np.arange(depth)  # [T, D]
+    a, b, c = agree[window], beta[window], going[window]
+    before = np.cumprod(np.concatenate([np.ones((len(starts), 1)), b[:, :-1]], 1), 1)  # B_{d-1} [T, D]
+    tokens = 1.0 + (before * a).sum(1)
+    verified = 1.0 + (before[:, 1:]).sum(1)  # B_d for d = 1..D-1
+    last = np.concatenate([np.clip(a[:, :-1] - b[:, :-1], 0.0, None), a[:, -1:]], 1)  # [T, D]
+    leaf_end = (before * last).sum(1)
+    reached = np.cumprod(np.concatenate([np.ones((len(starts), 1)), c[:, :-1]], 1), 1)  # C_{L-1} [T, D]
+    ends = np.concatenate([np.clip(1.0 - c[:, :-1], 0.0, None), np.ones((len(starts), 1))], 1)
+    return StopChainRates(tokens, verified, leaf_end, reached * ends, starts)
+
+
+def linear_step_seconds(
+    profile: Profile, scheme: str, shape: TreeShape, level_nodes, read, context: float
+) -> tuple[float, float, float]:
+    """(fixed, per verified node, per unit of P(leaf end)): :func:`step_seconds` is linear in the nodes
+    verified and, since the draft's root read of 1 + P(leaf end) queries lies between the profile's
+    grid points 1 and 2, in P(leaf end); three evaluations give its coefficients."""
+    fixed = step_seconds(profile, scheme, shape, level_nodes, 0.0, 0.0, read, context)
+    verified = step_seconds(profile, scheme, shape, level_nodes, 1.0, 0.0, read, context) - fixed
+    leaf_end = step_seconds(profile, scheme, shape, level_nodes, 0.0, 1.0, read, context) - fixed
+    return fixed, verified, leaf_end
+
+
+def context_breakpoints(profile: Profile) -> np.ndarray:
+    """The contexts where the profile's interpolation changes slope: between two of them (and beyond the
+    ends) every forward cost, so every step's seconds, is linear in the context."""
+    return np.unique(np.concatenate([profile.target.contexts, profile.draft.contexts]).astype(np.float64))
+
+
 def expected_tree(
     rates: RankRates, scheme: str, shape: TreeShape
 ) -> tuple[float, list[float], float, float, list[bool]]:

@@ -1,8 +1,11 @@
 """Online planning: each step's tree, or plain decoding, chosen from the prior and the steps so far.
 
-**Candidates.**  Plain decoding, and for every planned scheme the chains and
+**Candidates.**  Plain decoding, for every planned scheme the chains and
 uniform trees of at most ``max_nodes`` nodes
-(:func:`multidraft.planning.planner.uniform_shapes`).  For each candidate c
+(:func:`multidraft.planning.planner.uniform_shapes`), and ``sps`` chains that
+stop after a draft token the draft itself doubts (q < tau; SpecDec++,
+arXiv 2405.19715, and Hugging Face's ``assistant_confidence_threshold``),
+rated by :func:`multidraft.planning.cost.stop_chain_rates`.  For each candidate c
 and each recorded prompt j of the prior, :class:`PlanTable` holds the
 expected tokens per step, nodes verified and chance of ending at a leaf,
 averaged over j's recorded starts (:func:`multidraft.planning.cost.tree_rates`).
@@ -20,6 +23,11 @@ candidate runs only if it is predicted faster than plain decoding with
 margins for the prediction's uncertainty: its seconds :data:`COST_MARGIN`
 high (the cost model's error), and, once :data:`MIN_EVIDENCE` agreements
 have been seen, its tokens per step one posterior standard deviation low.
+The posterior reads the last :data:`WINDOW` agreements only, since a text's
+difficulty drifts; and plain steps gather no evidence, so after
+:data:`PROBE_AFTER` plain tokens the best speculative candidate runs for one
+step whenever its mean prediction beats plain decoding (a probe), and the
+next step is planned afresh.
 Before that the posterior's mean decides: the prior mixes prompts of every
 kind, and its spread alone would keep speculation from ever starting, so
 from ever gathering the evidence that tells the kinds apart.  Otherwise the
@@ -34,6 +42,16 @@ target's law given that text, and by the chain rule so does the whole output.
 **Evidence.**  After a speculative step, the agreement sum_y min(p, q) at the
 nodes the walk visited (the root and the accepted drafts with children):
 positions of text with the target's law, as recorded positions are.
+
+**Calibration.**  The posterior can only mix recorded prompts, and the table
+assumes that a tree's depths follow recorded text; a prompt easier or harder
+than every recorded one is then predicted too low or too high.  The planner
+also counts, over this generation's speculative steps, the extra tokens each
+step emitted (beyond the one every step emits) against the extra tokens the
+mixture predicted for it, and scales every candidate's predicted extra
+tokens by r = (k + realised) / (k + predicted), a ratio estimator shrunk
+towards 1 by k predicted tokens' worth of prior belief and kept within
+[1/2, 2].  Like the posterior it reads only steps already taken.
 """
 
 from __future__ import annotations
@@ -45,12 +63,18 @@ import numpy as np
 import torch
 
 from multidraft import schemes
-from multidraft.planning.acceptance import PLANNED
-from multidraft.planning.cost import autoregressive_step, step_seconds, tree_rates
+from multidraft.planning.acceptance import PLANNED, STOP_THRESHOLDS
+from multidraft.planning.cost import (
+    autoregressive_step,
+    context_breakpoints,
+    linear_step_seconds,
+    stop_chain_rates,
+    tree_rates,
+)
 from multidraft.planning.planner import uniform_shapes
 from multidraft.planning.prior import Prior
 from multidraft.planning.profile import Profile
-from multidraft.shapes import TreeShape
+from multidraft.shapes import TreeShape, shape_depth
 from multidraft.step import Step, TreePlan
 
 #: Relative error allowed for the cost model's seconds per step before speculation is chosen.
@@ -61,14 +85,26 @@ EVERY = 4
 MIN_EVIDENCE = 8
 #: Largest tree considered online.
 MAX_NODES = 64
+#: Agreements the posterior reads: the most recent ones (a text's difficulty drifts).
+WINDOW = 48
+#: Plain tokens after which one speculative step probes the text again, if its mean prediction pays.
+PROBE_AFTER = 16
+#: Weight, in predicted extra tokens, of the calibration's prior ratio of 1.
+CALIBRATION_WEIGHT = 8.0
+#: Bounds of the calibration ratio.
+CALIBRATION_RANGE = (0.5, 2.0)
+#: Longest confidence-stopped chains considered online.
+STOP_DEPTHS = (6, 10, 16)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A speculative configuration, or plain decoding (``scheme=None``)."""
+    """A speculative configuration, or plain decoding (``scheme=None``); ``stop`` tau > 0: a chain that ends
+    after a draft token with q < tau (:mod:`multidraft.step`), ``shape`` its longest form."""
 
     scheme: str | None
     shape: TreeShape | None
+    stop: float = 0.0
 
 
 @dataclass
@@ -81,20 +117,71 @@ class PlanTable:
     leaf_end: np.ndarray  # [C, J]
     level_nodes: list[list[float]]  # [C] E nodes per level (the rates' means)
     read: list[list[bool]]  # [C]
+    lengths: np.ndarray  # [C, J, D] P(a stopped chain has L = 1..D drafts) per recorded prompt; others: L = "1"
+    _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context) -> (profile, 3 arrays)
 
     @classmethod
     def of(cls, prior: Prior, candidates: Sequence[Candidate]) -> PlanTable:
+        """The table of the ``candidates`` the prior can rate (stopped chains need its stop rates at their tau)."""
         prompts = prior.prompts
         count = int(prompts.max()) + 1
         rows = {"tokens": [], "verified": [], "leaf_end": []}
-        level_nodes, read = [], []
+        kept, level_nodes, read, lengths = [], [], [], []
+        longest = max([shape_depth(c.shape) for c in candidates if c.stop] + [1])
         for candidate in candidates:
-            tree = tree_rates(prior.rates, candidate.scheme, candidate.shape)
+            if candidate.stop:
+                if candidate.stop not in prior.stops.get("thresholds", ()):
+                    continue
+                depth = shape_depth(candidate.shape)
+                tree = stop_chain_rates(prior.stops, prior.agreement, prior.prompts, candidate.stop, depth)
+                by_length = [per_prompt(column, tree.starts, prompts, count) for column in tree.lengths.T]
+                by_length += [np.zeros(count)] * (longest - depth)
+                lengths.append(np.stack(by_length, 1))  # [J, D]
+                level_nodes.append([1.0] * (depth + 1))
+                read.append([True] * depth)
+            else:
+                tree = tree_rates(prior.rates, candidate.scheme, candidate.shape)
+                lengths.append(np.eye(longest)[np.zeros(count, dtype=int)])  # [J, D]: the fixed shape
+                level_nodes.append(tree.level_nodes)
+                read.append(tree.read)
             for name in rows:
                 rows[name].append(per_prompt(getattr(tree, name), tree.starts, prompts, count))
-            level_nodes.append(tree.level_nodes)
-            read.append(tree.read)
-        return cls(list(candidates), *(np.array(rows[name]) for name in rows), level_nodes, read)
+            kept.append(candidate)
+        if not kept:
+            raise ValueError("the prior rates none of the candidates (stopped chains need its stop rates)")
+        return cls(kept, *(np.array(rows[name]) for name in rows), level_nodes, read, np.stack(lengths))
+
+    def seconds_at(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per candidate, seconds per step = (fixed [C, D] * P(length)).sum(-1) + per_verified [C] * E verified
+        + per_leaf_end [C] * P(leaf end) (:func:`multidraft.planning.cost.linear_step_seconds`).  Linear in the
+        context between the profile's breakpoints, so computed at those only (once per profile) and
+        interpolated."""
+        points = context_breakpoints(profile)
+        if len(points) == 1:
+            return self._seconds_exactly(profile, float(points[0]))
+        i = int(np.clip(np.searchsorted(points, context) - 1, 0, len(points) - 2))
+        low, high = self._seconds_exactly(profile, points[i]), self._seconds_exactly(profile, points[i + 1])
+        share = (context - points[i]) / (points[i + 1] - points[i])
+        return tuple(a + share * (b - a) for a, b in zip(low, high))
+
+    def _seconds_exactly(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = (id(profile), float(context))
+        if key not in self._seconds:  # the profile is kept with its arrays, so its id names no other one
+            fixed = np.zeros((self.lengths.shape[0], self.lengths.shape[2]))  # [C, D]
+            per_verified, per_leaf_end = np.zeros(len(self.candidates)), np.zeros(len(self.candidates))
+            for c, candidate in enumerate(self.candidates):
+                if candidate.stop:
+                    for length in range(1, shape_depth(candidate.shape) + 1):
+                        chain = (1,) * length, [1.0] * (length + 1), [True] * length
+                        fixed[c, length - 1], per_verified[c], per_leaf_end[c] = linear_step_seconds(
+                            profile, candidate.scheme, chain[0], chain[1], chain[2], context
+                        )
+                else:
+                    fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
+                        profile, candidate.scheme, candidate.shape, self.level_nodes[c], self.read[c], context
+                    )
+            self._seconds[key] = profile, (fixed, per_verified, per_leaf_end)
+        return self._seconds[key][1]
 
 
 def per_prompt(values, starts: np.ndarray | None, prompts: np.ndarray, count: int) -> np.ndarray:
@@ -107,13 +194,19 @@ def per_prompt(values, starts: np.ndarray | None, prompts: np.ndarray, count: in
     return np.where(counts > 0, sums / np.maximum(counts, 1), overall)
 
 
-def candidates_for(scheme: str = "auto", shape: TreeShape | None = None, max_nodes: int = MAX_NODES) -> list[Candidate]:
-    """The speculative candidates: every planned scheme's chains and uniform trees, or those of one scheme/shape."""
+def candidates_for(
+    scheme: str = "auto", shape: TreeShape | None = None, max_nodes: int = MAX_NODES, stops: bool = True
+) -> list[Candidate]:
+    """The speculative candidates: every planned scheme's chains and uniform trees, or those of one scheme/shape;
+    with ``stops`` and no shape given, also ``sps`` chains of :data:`STOP_DEPTHS` stopped at each of
+    :data:`multidraft.planning.acceptance.STOP_THRESHOLDS` (the token walk only)."""
     names = list(PLANNED) if scheme == "auto" else [scheme]
     out = []
     for name in names:
         shapes = [shape] if shape is not None else uniform_shapes(PLANNED[name], max_nodes)
         out += [Candidate(name, s) for s in shapes]
+        if stops and shape is None and name == "sps":
+            out += [Candidate(name, (1,) * depth, tau) for tau in STOP_THRESHOLDS for depth in STOP_DEPTHS]
     return out
 
 
@@ -125,6 +218,8 @@ class Prediction:
     tokens_per_step: float
     tokens_per_second: float
     plain_tokens_per_second: float
+    extra: float = 0.0  # E[tokens] - 1 of the uncalibrated mixture
+    probe: bool = False  # one speculative step to see whether the text has become easier
 
 
 @dataclass
@@ -145,17 +240,27 @@ class OnlinePlanner:
     _plans: dict = field(default_factory=dict)
     _draft_behind: int | None = None  # committed tokens the draft has not read (None: the whole prompt)
     _emitted: int = 0
+    _extra: list[float] = field(default_factory=lambda: [0.0, 0.0])  # speculative steps: [realised, predicted]
+    _plain_run: int = 0  # tokens decoded plainly since the last speculative step
+
+    @property
+    def calibration(self) -> float:
+        """r = (k + realised extra tokens) / (k + predicted extra tokens) over this generation's speculative
+        steps, k = :data:`CALIBRATION_WEIGHT`, kept within :data:`CALIBRATION_RANGE` (module docstring)."""
+        realised, predicted = self._extra
+        low, high = CALIBRATION_RANGE
+        return min(high, max(low, (CALIBRATION_WEIGHT + realised) / (CALIBRATION_WEIGHT + predicted)))
 
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
         if self._draft_behind is None:
             self._draft_behind = seq.shape[0]
-        if self._current is None or (self.adapt and len(steps) % self.every == 0):
+        if self._current is None or (self.adapt and (len(steps) % self.every == 0 or self._current.probe)):
             self._current = self.choose(seq.shape[0], self.max_new_tokens - self._emitted)
         self.predictions.append(self._current)
         candidate = self._current.candidate
         if candidate not in self._plans:
             scheme = None if candidate.scheme is None else schemes.get(candidate.scheme)
-            self._plans[candidate] = TreePlan(scheme, candidate.shape, self.generator)
+            self._plans[candidate] = TreePlan(scheme, candidate.shape, self.generator, candidate.stop)
         return self._plans[candidate]
 
     def observe(self, step: Step) -> None:
@@ -164,8 +269,11 @@ class OnlinePlanner:
         s = step.driver
         if step.plans[s].scheme is None:
             self._draft_behind += len(step.walk.tokens)
+            self._plain_run += len(step.walk.tokens)
             return
-        self._draft_behind = 1
+        self._draft_behind, self._plain_run = 1, 0
+        self._extra[0] += len(step.walk.tokens) - 1
+        self._extra[1] += self.predictions[-1].extra
         if not step.walk.visited:
             return
         nodes = step.walk.visited
@@ -173,31 +281,28 @@ class OnlinePlanner:
 
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
-        weight = self.prior.posterior(self.observed)  # [J]
-        tokens = self.table.tokens @ weight  # [C]
-        spread = np.sqrt(((self.table.tokens - tokens[:, None]) ** 2) @ weight)  # [C]
+        weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
+        scale = self.calibration
+        mixed = self.table.tokens @ weight  # [C]
+        tokens = 1.0 + (mixed - 1.0) * scale
+        spread = np.sqrt(((self.table.tokens - mixed[:, None]) ** 2) @ weight) * scale  # [C]
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
         plain = 1.0 / autoregressive_step(self.profile, context)
         behind = self._draft_behind or 1
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
-        best, best_rate = None, 0.0
-        for c, candidate in enumerate(self.table.candidates):
-            seconds = step_seconds(
-                self.profile,
-                candidate.scheme,
-                candidate.shape,
-                self.table.level_nodes[c],
-                verified[c],
-                leaf_end[c],
-                self.table.read[c],
-                context,
-            )
-            rate = remaining / (remaining / tokens[c] * seconds + catch_up)
-            if rate > best_rate:
-                best, best_rate, best_c, best_seconds = candidate, rate, c, seconds
+        fixed, per_verified, per_leaf_end = self.table.seconds_at(self.profile, context)
+        laws = np.einsum("cjd,j->cd", self.table.lengths, weight)  # [C, D] P(length) of stopped chains
+        seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
+        rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]
+        best = None
+        if len(rates):
+            best_c = int(np.argmax(rates))
+            best, best_rate, best_seconds = self.table.candidates[best_c], float(rates[best_c]), seconds[best_c]
         if best is not None:
             doubt = spread[best_c] if len(self.observed) >= self.min_evidence else 0.0
             cautious = (tokens[best_c] - doubt) / (best_seconds * (1 + COST_MARGIN))
-            if cautious > plain:
-                return Prediction(best, float(tokens[best_c]), best_rate, plain)
+            probe = self._plain_run >= PROBE_AFTER and best_rate > plain
+            if cautious > plain or probe:
+                extra = float(tokens[best_c] - 1.0) / scale  # before calibration: what the calibration compares with
+                return Prediction(best, float(tokens[best_c]), best_rate, plain, extra, probe=cautious <= plain)
         return Prediction(Candidate(None, None), 1.0, plain, plain)

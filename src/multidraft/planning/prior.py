@@ -6,7 +6,9 @@ web text for the bundled pair, shipped with the package): per recorded
 position the rank rates of every planned (scheme, k)
 (:func:`multidraft.planning.acceptance.rank_rates`) and the *agreement*
 a = sum_y min(p(y), q(y)), the single-draft acceptance rate, exact on the
-recorded top-N tokens plus the tail.  Each recorded prompt j is one
+recorded top-N tokens plus the tail, and per confidence threshold tau the
+rates a chain stopped on the draft's confidence needs
+(:func:`multidraft.planning.acceptance.stop_rates`).  Each recorded prompt j is one
 hypothesis about the prompt being generated: "its positions look like
 prompt j's".  The prior puts equal weight on every recorded prompt.
 
@@ -38,8 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from multidraft.planning.acceptance import RankRates, rates_from_recording
+from multidraft.planning.acceptance import RankRates, rates_from_recording, stop_rates
 
 #: Kernel bandwidth of the agreement densities (agreements lie in [0, 1]).
 BANDWIDTH = 0.08
@@ -62,10 +65,13 @@ class Prior:
     kinds: list[str]  # [prompts]
     source: str = ""  # what it was built from
     pair: dict = field(default_factory=dict)  # which models it describes (:func:`pair_key`)
+    stops: dict = field(default_factory=dict)  # per position, the confidence-stop rates (:func:`stop_rates`)
 
     def __post_init__(self):
         if self.rates.sequence is None or len(self.rates.sequence) != len(self.agreement):
             raise ValueError("a prior needs per-position rates with a prompt index per position and one agreement each")
+        if self.stops and any(len(row) != len(self.agreement) for row in self.stops["accept"] + self.stops["continue"]):
+            raise ValueError("a prior's stop rates need one value per recorded position")
 
     @property
     def prompts(self) -> np.ndarray:
@@ -83,7 +89,12 @@ class Prior:
     @classmethod
     def from_dict(cls, data: dict) -> Prior:
         return cls(
-            RankRates(**data["rates"]), data["agreement"], data["kinds"], data.get("source", ""), data.get("pair", {})
+            RankRates(**data["rates"]),
+            data["agreement"],
+            data["kinds"],
+            data.get("source", ""),
+            data.get("pair", {}),
+            data.get("stops", {}),
         )
 
     @classmethod
@@ -100,7 +111,12 @@ class Prior:
         except ValueError:  # a recording that names no categories
             pass
         return cls(
-            rates_from_recording(recording, draws=draws), [float(a) for a in agreement], kinds, source, pair or {}
+            rates_from_recording(recording, draws=draws),
+            [float(a) for a in agreement],
+            kinds,
+            source,
+            pair or {},
+            stop_rates(torch.from_numpy(p), torch.from_numpy(q)),
         )
 
     def posterior(self, observed: Sequence[float]) -> np.ndarray:
