@@ -87,6 +87,24 @@ def test_a_cheap_agreeing_draft_is_used_and_evidence_of_disagreement_turns_it_of
     assert choice.candidate.scheme is None or choice.tokens_per_step < 1.3
 
 
+def three_tokens(runners, prompt: torch.Tensor, online: OnlinePlanner, generator):
+    """Three tokens of ``prompt`` from the decoder's loop with ``online`` planning every step."""
+    return run(
+        *runners,
+        prompt,
+        frozenset(),
+        online,
+        verifiers.get("token"),
+        generator,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        max_new_tokens=3,
+        label=("auto", "auto"),
+        depth=3,
+    )
+
+
 def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_thread, prior):
     """Re-planning at every step, between plain decoding and trees, from what earlier steps saw."""
     target, draft = pair
@@ -99,20 +117,7 @@ def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_threa
     for _ in range(800):
         online = planner(prior, profile, every=1, max_new_tokens=3, min_evidence=1)
         online.generator = generator
-        result = run(
-            *runners,
-            prompt,
-            frozenset(),
-            online,
-            verifiers.get("token"),
-            generator,
-            temperature=1.0,
-            top_k=None,
-            top_p=None,
-            max_new_tokens=3,
-            label=("auto", "auto"),
-            depth=3,
-        )
+        result = three_tokens(runners, prompt, online, generator)
         samples.append(result.tokens)
         kinds |= {bool(name) for name in result.plans}
     assert kinds == {True, False}, "the test should see both plain and speculative steps"
@@ -217,20 +222,7 @@ def test_the_first_tokens_keep_the_target_law_with_stopped_chains(pair, one_thre
     for _ in range(800):
         table = PlanTable.of(prior, candidates)
         online = OnlinePlanner(linear_profile(0.02, 0.001), prior, table, generator, 3, every=1, min_evidence=1)
-        result = run(
-            *runners,
-            prompt,
-            frozenset(),
-            online,
-            verifiers.get("token"),
-            generator,
-            temperature=1.0,
-            top_k=None,
-            top_p=None,
-            max_new_tokens=3,
-            label=("auto", "auto"),
-            depth=3,
-        )
+        result = three_tokens(runners, prompt, online, generator)
         samples.append(result.tokens)
         plans |= set(result.plans)
     assert any(name.endswith("@0.4") or name.endswith("@0.6") for name in plans), plans
