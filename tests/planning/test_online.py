@@ -330,3 +330,14 @@ def test_after_a_run_of_plain_tokens_one_step_probes_the_text_again(prior, monke
     )
     assert online._plain_run == 0
     assert online(torch.zeros(11, dtype=torch.long), [1, 2]).scheme is None  # planned afresh: plain again
+
+
+def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
+    """However easy the text has been, a tree of depth D is never predicted more than D + 1 tokens a step."""
+    table = PlanTable.of(prior, [Candidate("sps", (1, 1))])
+    online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
+    uncalibrated = online.choose(10, 64).tokens_per_step
+    assert 1 + 2 * (uncalibrated - 1) > 3  # doubling the extra tokens would pass the chain's 2 drafts + 1
+    online._extra = [1000.0, 10.0]  # the ratio at its bound of 2
+    assert online.calibration == 2.0
+    assert online.choose(10, 64).tokens_per_step == 3.0

@@ -51,7 +51,8 @@ step emitted (beyond the one every step emits) against the extra tokens the
 mixture predicted for it, and scales every candidate's predicted extra
 tokens by r = (k + realised) / (k + predicted), a ratio estimator shrunk
 towards 1 by k predicted tokens' worth of prior belief and kept within
-[1/2, 2].  Like the posterior it reads only steps already taken.
+[1/2, 2]; no candidate is predicted more than its depth + 1 tokens, the most
+a step of it can emit.  Like the posterior it reads only steps already taken.
 """
 
 from __future__ import annotations
@@ -284,7 +285,8 @@ class OnlinePlanner:
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
         scale = self.calibration
         mixed = self.table.tokens @ weight  # [C]
-        tokens = 1.0 + (mixed - 1.0) * scale
+        most = 1.0 + np.array([shape_depth(c.shape) for c in self.table.candidates])  # [C] a step's most tokens
+        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, most)
         spread = np.sqrt(((self.table.tokens - mixed[:, None]) ** 2) @ weight) * scale  # [C]
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
         plain = 1.0 / autoregressive_step(self.profile, context)
