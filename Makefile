@@ -18,10 +18,15 @@ $(VENV)/.models: $(VENV)/.installed src/multidraft/models/bundled.py
 	$(PY) -m multidraft.cli models prepare
 	touch $@
 
+# llama-cpp-python compiles llama.cpp at install.  Its default native build (-march=native) crashed inside
+# llama_decode on a Xeon with AMX tiles (in the AMX / repacked-weight buffers); the portable build
+# (AVX2, FMA and F16C on x86-64) does not depend on the CPU it was compiled on.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[test,llama]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -c constraints.txt -e '.[test,llama]'
 	touch $@
 
 demo: models
@@ -44,7 +49,7 @@ bench: setup
 lock:
 	rm -rf build/lock && $(PYTHON) -m venv build/lock
 	build/lock/bin/pip install --quiet torch==2.13.0
-	build/lock/bin/pip install --quiet '.[test,llama]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" build/lock/bin/pip install --quiet '.[test,llama]'
 	sed -n '/^#/p' constraints.txt > build/lock/header.txt
 	build/lock/bin/pip freeze --exclude multidraft | grep -v '^torch==' | cat build/lock/header.txt - > constraints.txt
 	echo "torch==2.13.0" >> constraints.txt

@@ -281,24 +281,26 @@ def fake_profile_with_slopes():
 
 
 def test_calibration_scales_predicted_extra_tokens_by_what_the_steps_emitted(prior):
-    """Steps that emit more than predicted raise every candidate's prediction (shrunk towards 1, bounded)."""
+    """Steps that emit more than the current mixture predicts for them raise every candidate's prediction
+    (shrunk towards 1, bounded)."""
     online = planner(prior, linear_profile(0.001, 0.001))
     before = online.choose(10, 64)
-    assert online.calibration == 1.0 and before.extra == pytest.approx(before.tokens_per_step - 1)
+    mixed = online.table.tokens @ online.prior.posterior([])
+    assert online.calibration(mixed) == 1.0 and mixed[before.index] == pytest.approx(before.tokens_per_step)
     plan = online(torch.zeros(10, dtype=torch.long), [])  # the step's prediction is ``before``'s
     assert plan.scheme is not None and online.predictions[-1] == before
     emitted = list(range(int(round(before.tokens_per_step)) + 1))  # one token more than predicted
-    for _ in range(4):  # four speculative steps
+    for _ in range(4):  # four speculative steps (no agreements seen: the posterior stays the prior)
         online.observe(SimpleNamespace(driver=0, plans=[plan], walk=SimpleNamespace(tokens=emitted, visited=[])))
-    realised, predicted = 4 * (len(emitted) - 1), 4 * before.extra
-    assert 1 < online.calibration < 2
-    assert online.calibration == pytest.approx((8 + realised) / (8 + predicted))
+    realised, predicted = 4 * (len(emitted) - 1), 4 * (before.tokens_per_step - 1)
+    scale = online.calibration(mixed)
+    assert 1 < scale < 2 and scale == pytest.approx((8 + realised) / (8 + predicted))
     after = online.choose(10, 64)
     if after.candidate == before.candidate:
-        assert after.tokens_per_step - 1 == pytest.approx((before.tokens_per_step - 1) * online.calibration)
+        assert after.tokens_per_step - 1 == pytest.approx((before.tokens_per_step - 1) * scale)
     assert after.tokens_per_second > before.tokens_per_second
-    online._extra = [0.0, 1000.0]  # far fewer than predicted: the ratio stops at 1/2
-    assert online.calibration == 0.5
+    online._realised = 0.0  # far fewer than predicted: the ratio stops at 1/2
+    assert online.calibration(mixed) == 0.5
 
 
 def test_after_a_run_of_plain_tokens_one_step_probes_the_text_again(prior, monkeypatch):
@@ -338,6 +340,6 @@ def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
     uncalibrated = online.choose(10, 64).tokens_per_step
     assert 1 + 2 * (uncalibrated - 1) > 3  # doubling the extra tokens would pass the chain's 2 drafts + 1
-    online._extra = [1000.0, 10.0]  # the ratio at its bound of 2
-    assert online.calibration == 2.0
+    online._realised, online._ran = 1000.0, [0]  # the ratio at its bound of 2
+    assert online.calibration(table.tokens @ prior.posterior([])) == 2.0
     assert online.choose(10, 64).tokens_per_step == 3.0

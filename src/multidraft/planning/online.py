@@ -48,8 +48,10 @@ assumes that a tree's depths follow recorded text; a prompt easier or harder
 than every recorded one is then predicted too low or too high.  The planner
 also counts, over this generation's speculative steps, the extra tokens each
 step emitted (beyond the one every step emits) against the extra tokens the
-mixture predicted for it, and scales every candidate's predicted extra
-tokens by r = (k + realised) / (k + predicted), a ratio estimator shrunk
+current mixture predicts for the candidate it ran (the current one, so that
+evidence the posterior has already taken in is not counted twice), and
+scales every candidate's predicted extra tokens by
+r = (k + realised) / (k + predicted), a ratio estimator shrunk
 towards 1 by k predicted tokens' worth of prior belief and kept within
 [1/2, 2]; no candidate is predicted more than its depth + 1 tokens, the most
 a step of it can emit.  Like the posterior it reads only steps already taken.
@@ -219,7 +221,7 @@ class Prediction:
     tokens_per_step: float
     tokens_per_second: float
     plain_tokens_per_second: float
-    extra: float = 0.0  # E[tokens] - 1 of the uncalibrated mixture
+    index: int = -1  # the candidate's row in the plan table (-1: plain decoding)
     probe: bool = False  # one speculative step to see whether the text has become easier
 
 
@@ -241,16 +243,17 @@ class OnlinePlanner:
     _plans: dict = field(default_factory=dict)
     _draft_behind: int | None = None  # committed tokens the draft has not read (None: the whole prompt)
     _emitted: int = 0
-    _extra: list[float] = field(default_factory=lambda: [0.0, 0.0])  # speculative steps: [realised, predicted]
+    _realised: float = 0.0  # extra tokens the speculative steps emitted (beyond one per step)
+    _ran: list[int] = field(default_factory=list)  # the table row of each speculative step's candidate
     _plain_run: int = 0  # tokens decoded plainly since the last speculative step
 
-    @property
-    def calibration(self) -> float:
-        """r = (k + realised extra tokens) / (k + predicted extra tokens) over this generation's speculative
-        steps, k = :data:`CALIBRATION_WEIGHT`, kept within :data:`CALIBRATION_RANGE` (module docstring)."""
-        realised, predicted = self._extra
+    def calibration(self, mixed: np.ndarray) -> float:
+        """r = (k + realised extra tokens) / (k + extra tokens the current mixture ``mixed`` [C] predicts for the
+        candidates those steps ran), k = :data:`CALIBRATION_WEIGHT`, within :data:`CALIBRATION_RANGE` (module
+        docstring)."""
+        predicted = float(np.sum(mixed[self._ran] - 1.0)) if self._ran else 0.0
         low, high = CALIBRATION_RANGE
-        return min(high, max(low, (CALIBRATION_WEIGHT + realised) / (CALIBRATION_WEIGHT + predicted)))
+        return min(high, max(low, (CALIBRATION_WEIGHT + self._realised) / (CALIBRATION_WEIGHT + predicted)))
 
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
         if self._draft_behind is None:
@@ -273,8 +276,8 @@ class OnlinePlanner:
             self._plain_run += len(step.walk.tokens)
             return
         self._draft_behind, self._plain_run = 1, 0
-        self._extra[0] += len(step.walk.tokens) - 1
-        self._extra[1] += self.predictions[-1].extra
+        self._realised += len(step.walk.tokens) - 1
+        self._ran.append(self.predictions[-1].index)
         if not step.walk.visited:
             return
         nodes = step.walk.visited
@@ -283,8 +286,8 @@ class OnlinePlanner:
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
-        scale = self.calibration
         mixed = self.table.tokens @ weight  # [C]
+        scale = self.calibration(mixed)
         most = 1.0 + np.array([shape_depth(c.shape) for c in self.table.candidates])  # [C] a step's most tokens
         tokens = np.minimum(1.0 + (mixed - 1.0) * scale, most)
         spread = np.sqrt(((self.table.tokens - mixed[:, None]) ** 2) @ weight) * scale  # [C]
@@ -305,6 +308,5 @@ class OnlinePlanner:
             cautious = (tokens[best_c] - doubt) / (best_seconds * (1 + COST_MARGIN))
             probe = self._plain_run >= PROBE_AFTER and best_rate > plain
             if cautious > plain or probe:
-                extra = float(tokens[best_c] - 1.0) / scale  # before calibration: what the calibration compares with
-                return Prediction(best, float(tokens[best_c]), best_rate, plain, extra, probe=cautious <= plain)
+                return Prediction(best, float(tokens[best_c]), best_rate, plain, best_c, probe=cautious <= plain)
         return Prediction(Candidate(None, None), 1.0, plain, plain)
