@@ -59,6 +59,7 @@ a step of it can emit.  Like the posterior it reads only steps already taken.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -122,6 +123,11 @@ class PlanTable:
     read: list[list[bool]]  # [C]
     lengths: np.ndarray  # [C, J, D] P(a stopped chain has L = 1..D drafts) per recorded prompt; others: L = "1"
     _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context) -> (profile, 3 arrays)
+
+    @functools.cached_property
+    def most_tokens(self) -> np.ndarray:
+        """[C] the most tokens one step of each candidate can emit: its depth + 1."""
+        return 1.0 + np.array([shape_depth(c.shape) for c in self.candidates], dtype=np.float64)
 
     @classmethod
     def of(cls, prior: Prior, candidates: Sequence[Candidate]) -> PlanTable:
@@ -288,8 +294,7 @@ class OnlinePlanner:
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
         mixed = self.table.tokens @ weight  # [C]
         scale = self.calibration(mixed)
-        most = 1.0 + np.array([shape_depth(c.shape) for c in self.table.candidates])  # [C] a step's most tokens
-        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, most)
+        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, self.table.most_tokens)
         spread = np.sqrt(((self.table.tokens - mixed[:, None]) ** 2) @ weight) * scale  # [C]
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
         plain = 1.0 / autoregressive_step(self.profile, context)
