@@ -20,7 +20,7 @@ from multidraft.sampling_options import Sampling, probabilities
 from multidraft.shapes import check_shape, parse_shape, shape_depth
 from multidraft.step import TreePlan, draft_trees, score_trees
 from multidraft.tree import Tree
-from tests.support.exact_law import assert_law, sequence_law
+from tests.support.exact_law import assert_law, sequence_law, uncut
 from tests.support.models import VOCAB, tiny_llama
 
 TREES = ("1x3", "2x2", "3x2")
@@ -179,7 +179,7 @@ def test_first_two_tokens_have_the_target_law(pair, name, tree, temperature):
             PROMPT,
             scheme=name,
             tree=tree,
-            max_new_tokens=2,
+            max_new_tokens=uncut(tree, 2),
             temperature=temperature,
             generator=generator,
             **OPTIONS,
@@ -196,7 +196,7 @@ def test_first_three_tokens_have_the_target_law(pair):
     generator = torch.Generator().manual_seed(3)
     samples = [
         generate(
-            target, draft, PROMPT, scheme="rrs", tree="2,2,1", max_new_tokens=3, generator=generator, **OPTIONS
+            target, draft, PROMPT, scheme="rrs", tree="2,2,1", max_new_tokens=4, generator=generator, **OPTIONS
         ).tokens
         for _ in range(800)
     ]
@@ -217,7 +217,14 @@ def test_template_trees_keep_the_target_law(pair, name, tree):
     runs = 800 if length == 3 else RUNS
     samples = [
         generate(
-            target, draft, PROMPT, scheme=name, tree=tree, max_new_tokens=length, generator=generator, **OPTIONS
+            target,
+            draft,
+            PROMPT,
+            scheme=name,
+            tree=tree,
+            max_new_tokens=uncut(tree, length),
+            generator=generator,
+            **OPTIONS,
         ).tokens
         for _ in range(runs)
     ]
@@ -349,7 +356,10 @@ def test_metrics_streaming_and_eos(pair):
         **OPTIONS,
     )
     assert streamed == result.tokens and result.tokens_emitted == len(result.tokens) == 41
-    assert result.draft_calls == 2 * result.target_calls == 2 * len(result.accepted_lengths)
+    assert result.target_calls == len(result.accepted_lengths)
+    # two draft forwards a step (the root, depth 1), fewer where the tree is cut to the tokens still wanted
+    wanted = [41 - sum(a + 1 for a in result.accepted_lengths[:i]) for i in range(result.target_calls)]
+    assert result.draft_calls == sum(min(2, w - 1) for w in wanted) < 2 * result.target_calls
     assert result.block_efficiency == 41 / result.target_calls > 1
     assert sum(a + 1 for a in result.accepted_lengths) >= 41
     reached = [sum(a >= d for a in result.accepted_lengths) for d in range(3)]
@@ -374,6 +384,18 @@ def test_metrics_streaming_and_eos(pair):
         assert again.tokens == result.tokens[:stop]
     baseline = autoregressive(target, PROMPT, max_new_tokens=7, generator=torch.Generator().manual_seed(0))
     assert (len(baseline.tokens), baseline.target_calls, baseline.block_efficiency) == (7, 7, 1.0)
+
+
+def test_no_draft_past_the_tokens_wanted(pair):
+    """A draft equal to the target has every draft accepted: a chain of 8 asked for 5 tokens drafts 4 and
+    emits 5 in one step; the last step of a longer run drafts only what is still wanted."""
+    target, _ = pair
+    once = generate(target, target, PROMPT, scheme="sps", tree="1x8", max_new_tokens=5, **OPTIONS)
+    assert (once.tree_sizes, once.accepted_lengths, once.draft_calls, len(once.tokens)) == ([5], [4], 4, 5)
+    longer = generate(target, target, PROMPT, scheme="sps", tree="1x8", max_new_tokens=12, **OPTIONS)
+    assert (longer.tree_sizes, longer.accepted_lengths, longer.draft_calls) == ([9, 3], [8, 2], 8 + 2)
+    plain_end = generate(target, target, PROMPT, scheme="sps", tree="1x8", max_new_tokens=10, **OPTIONS)
+    assert plain_end.tree_sizes == [9, 1] and len(plain_end.tokens) == 10
 
 
 def test_same_seed_same_tokens(pair):
@@ -480,14 +502,14 @@ def test_confidence_stops_keep_the_target_law(pair, name, tree, tau):
             PROMPT,
             scheme=name,
             tree=tree,
-            max_new_tokens=3,
+            max_new_tokens=4,  # the first step drafts the whole tree; the law reads three tokens
             generator=generator,
             min_draft_probability=tau,
             **OPTIONS,
         )
         for _ in range(800)
     ]
-    sizes = Counter(size for r in results for size in r.tree_sizes)
+    sizes = Counter(r.tree_sizes[0] for r in results)  # first steps: cut by the stop rule only
     full = 1 + sum(math.prod(parse_shape(tree)[:d]) for d in range(1, 4))
     assert len(sizes) > 1 and max(sizes) <= full and sizes[full] < sum(sizes.values())  # the stop cut trees
     assert_law([r.tokens for r in results], law)

@@ -8,8 +8,8 @@ import torch
 from multidraft import schemes
 from multidraft.runners import TorchRunner
 from multidraft.sampling_options import Sampling
-from multidraft.shapes import parse_shape
-from multidraft.step import TreePlan, draft_trees, score_trees
+from multidraft.shapes import TreeTemplate, parse_shape
+from multidraft.step import TreePlan, draft_trees, score_trees, within
 
 LAWS = ["spechub", "rrs", "rrs-wor"]
 
@@ -75,3 +75,16 @@ def test_forest_caches_keep_one_trees_path(pair, one_thread):
     ):
         torch.testing.assert_close(q, q_alone, rtol=0, atol=1e-6)
         torch.testing.assert_close(rows, logits_alone, rtol=0, atol=1e-5)
+
+
+def test_within_cuts_a_plan_to_the_tokens_still_wanted():
+    generator = torch.Generator()
+    chain = TreePlan(schemes.get("sps"), (1,) * 8, generator, 0.4)
+    assert within(chain, 8) is chain and within(chain, 20) is chain
+    assert within(chain, 3) == TreePlan(chain.scheme, (1, 1, 1), generator, 0.4)
+    template = TreePlan(schemes.get("rrs"), parse_shape("3/2,0,1/1,1,0"), generator)
+    assert within(template, 2).shape == TreeTemplate(((3,), (2, 0, 1)))
+    assert within(template, 1).shape == TreeTemplate(((3,),))
+    plain = within(template, 0)
+    assert (plain.scheme, plain.shape, plain.generator) == (None, None, generator)
+    assert within(plain, 0) is plain

@@ -32,7 +32,7 @@ from multidraft.runners import Runner, as_runner
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
 from multidraft.shapes import format_shape, parse_shape, shape_depth
-from multidraft.step import Step, TreePlan, check_stop, speculative_step
+from multidraft.step import Step, TreePlan, check_stop, speculative_step, within
 
 __all__ = ["GenerationResult", "StepTrace", "autoregressive", "decode", "generate"]
 
@@ -79,7 +79,7 @@ def decode(
     watch = Stopwatch(target, draft)
     done = False
     while not done:
-        plan = policy(seq, steps)
+        plan = within(policy(seq, steps), max_new_tokens - len(out) - 1)  # no drafts past the tokens wanted
         watch.lap("planning")
         step = speculative_step(
             target, draft, seq, [plan], sampling, verifier, generator, step=len(steps) + 1, lap=watch.lap

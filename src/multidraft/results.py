@@ -176,6 +176,8 @@ def tracer(trace: list[StepTrace]) -> Callable[[Step], None]:
 def expectation(verifier, expected: list[float]) -> Callable[[Step], None]:
     def observe(step: Step) -> None:
         s = step.driver
-        expected.append(verifier.expected_tokens(step.trees[s], step.plans[s].scheme, step.p[s], step.q[s]))
+        plan = step.plans[s]
+        plain = plan.scheme is None  # the root alone: one token
+        expected.append(1.0 if plain else verifier.expected_tokens(step.trees[s], plan.scheme, step.p[s], step.q[s]))
 
     return observe

@@ -144,6 +144,14 @@ def shape_depth(shape: TreeShape) -> int:
     return shape.depth if isinstance(shape, TreeTemplate) else len(shape)
 
 
+def shape_prefix(shape: TreeShape, depth: int) -> TreeShape:
+    """The shape's first ``depth`` >= 1 levels (a template's prefix is a template: every level above its
+    last one gives drafts)."""
+    if isinstance(shape, TreeTemplate):
+        return TreeTemplate(shape.levels[:depth])
+    return tuple(shape[:depth])
+
+
 def draft_counts(shape: TreeShape) -> set[int]:
     """The numbers of drafts the shape's nodes draw (0 left out)."""
     return {k for k in (shape.counts if isinstance(shape, TreeTemplate) else shape) if k > 0}

@@ -52,7 +52,7 @@ rule is refused for them (:func:`check_stop`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -60,9 +60,10 @@ from multidraft.guards import check_finite
 from multidraft.runners.base import Runner, causal_visibility
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
-from multidraft.shapes import TreeShape
+from multidraft.shapes import TreeShape, shape_depth, shape_prefix
 from multidraft.tree import Tree
 from multidraft.verifiers.base import Verifier, Walk
+from multidraft.verifiers.token import VERIFIER as PLAIN
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,17 @@ class TreePlan:
     shape: TreeShape | None
     generator: torch.Generator | None
     min_probability: float = 0.0
+
+
+def within(plan: TreePlan, depth: int) -> TreePlan:
+    """``plan`` cut to at most ``depth`` levels below the root (plain decoding at 0): a step then emits at most
+    depth + 1 tokens, so no draft is drawn past the tokens still wanted.  The cut depends on how many tokens
+    are still wanted only, fixed before the step's drafts, so the step stays lossless."""
+    if plan.scheme is None or shape_depth(plan.shape) <= depth:
+        return plan
+    if depth <= 0:
+        return TreePlan(None, None, plan.generator)
+    return replace(plan, shape=shape_prefix(plan.shape, depth))
 
 
 def check_stop(min_probability: float, verifier: str) -> None:
@@ -264,7 +276,8 @@ def speculative_step(
     q = [p[s][:0] if laws is None else laws for s, laws in enumerate(q)]  # plain decoding: no draft rows
     draft_logits = [target_logits[s][:0] if rows is None else rows for s, rows in enumerate(draft_logits)]
     plan, tree = plans[driver], trees[driver]
-    walk = verifier.verify(tree, plan.scheme, p[driver], q[driver], generator)
+    judge = verifier if plan.scheme is not None else PLAIN  # no drafts: every verifier draws the root's token from p
+    walk = judge.verify(tree, plan.scheme, p[driver], q[driver], generator)
     target.keep_path(n, [n - 1 + target_keys[driver][node] for node in walk.path])
     if plan.scheme is not None:
         keys = draft_keys[driver]

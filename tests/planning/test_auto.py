@@ -65,9 +65,9 @@ def test_the_confidence_stop_reaches_the_decoder_and_not_the_planner():
     prompt = torch.tensor([3, 1, 4])
     options = dict(max_new_tokens=12, generator=torch.Generator().manual_seed(0))
     full = generate(target, draft, prompt, scheme="sps", tree="1x4", **options)
-    assert set(full.tree_sizes) == {5}
+    assert set(full.tree_sizes[:-1]) == {5}  # the last tree is cut to the tokens still wanted
     # tau = 0.99: the tiny draft is never that sure, so every tree ends after its first level
     stopped = generate(target, draft, prompt, scheme="sps", tree="1x4", min_draft_probability=0.99, **options)
-    assert set(stopped.tree_sizes) == {2}
+    assert set(stopped.tree_sizes[:-1]) == {2} and stopped.tree_sizes[-1] <= 2
     with pytest.raises(ValueError, match="fixed scheme and tree"):
         generate(target, draft, prompt, scheme="auto", tree="auto", min_draft_probability=0.4, **options)

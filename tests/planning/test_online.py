@@ -88,7 +88,8 @@ def test_a_cheap_agreeing_draft_is_used_and_evidence_of_disagreement_turns_it_of
 
 
 def three_tokens(runners, prompt: torch.Tensor, online: OnlinePlanner, generator):
-    """Three tokens of ``prompt`` from the decoder's loop with ``online`` planning every step."""
+    """Four tokens of ``prompt`` from the decoder's loop with ``online`` planning every step (the laws read the
+    first three; the fourth lets a first step draft a whole 3-deep tree)."""
     return run(
         *runners,
         prompt,
@@ -99,7 +100,7 @@ def three_tokens(runners, prompt: torch.Tensor, online: OnlinePlanner, generator
         temperature=1.0,
         top_k=None,
         top_p=None,
-        max_new_tokens=3,
+        max_new_tokens=4,
         label=("auto", "auto"),
         depth=3,
     )
@@ -115,7 +116,7 @@ def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_threa
     profile = linear_profile(0.02, 0.005)  # near the boundary: the evidence decides
     samples, kinds = [], set()
     for _ in range(800):
-        online = planner(prior, profile, every=1, max_new_tokens=3, min_evidence=1)
+        online = planner(prior, profile, every=1, max_new_tokens=4, min_evidence=1)
         online.generator = generator
         result = three_tokens(runners, prompt, online, generator)
         samples.append(result.tokens)
@@ -221,7 +222,7 @@ def test_the_first_tokens_keep_the_target_law_with_stopped_chains(pair, one_thre
     samples, plans = [], set()
     for _ in range(800):
         table = PlanTable.of(prior, candidates)
-        online = OnlinePlanner(linear_profile(0.02, 0.001), prior, table, generator, 3, every=1, min_evidence=1)
+        online = OnlinePlanner(linear_profile(0.02, 0.001), prior, table, generator, 4, every=1, min_evidence=1)
         result = three_tokens(runners, prompt, online, generator)
         samples.append(result.tokens)
         plans |= set(result.plans)

@@ -22,7 +22,7 @@ from multidraft.decoding import autoregressive, generate  # noqa: E402
 from multidraft.runners.llama import LlamaRunner  # noqa: E402
 from multidraft.runners.subvocabulary import write_subvocabulary  # noqa: E402
 from multidraft.sampling_options import probabilities  # noqa: E402
-from tests.support.exact_law import assert_law  # noqa: E402
+from tests.support.exact_law import assert_law, uncut  # noqa: E402
 from tests.support.llama_gguf import write_tiny_llama  # noqa: E402
 from tests.support.models import VOCAB  # noqa: E402
 
@@ -90,7 +90,7 @@ def test_first_two_tokens_have_the_llama_cpp_target_law(runners, scheme, tree, v
             scheme=scheme,
             tree=tree,
             verifier=verifier,
-            max_new_tokens=2,
+            max_new_tokens=uncut(tree, 2),
             temperature=temperature,
             generator=generator,
             **OPTIONS,
@@ -106,7 +106,7 @@ def test_first_three_tokens_through_a_deeper_tree(runners):
     generator = torch.Generator().manual_seed(12)
     samples = [
         generate(
-            target, draft, PROMPT, scheme="rrs", tree="3,2,1", max_new_tokens=3, generator=generator, **OPTIONS
+            target, draft, PROMPT, scheme="rrs", tree="3,2,1", max_new_tokens=4, generator=generator, **OPTIONS
         ).tokens
         for _ in range(800)
     ]
@@ -134,7 +134,7 @@ def test_a_torch_draft_can_serve_a_llama_cpp_target(runners):
     draft = tiny_llama(1)
     samples = [
         generate(
-            target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator, **OPTIONS
+            target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=3, generator=generator, **OPTIONS
         ).tokens
         for _ in range(RUNS)
     ]
@@ -151,7 +151,7 @@ def test_a_draft_cut_to_a_sub_vocabulary_keeps_the_target_law(runners, tmp_path)
         assert draft.vocab_size == VOCAB
         samples = [
             generate(
-                target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=2, generator=generator, **OPTIONS
+                target, draft, PROMPT, scheme="rrs", tree="2,2", max_new_tokens=3, generator=generator, **OPTIONS
             ).tokens
             for _ in range(RUNS)
         ]

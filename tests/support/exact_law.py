@@ -10,6 +10,7 @@ import scipy.stats
 import torch
 
 from multidraft.sampling_options import probabilities
+from multidraft.shapes import parse_shape, shape_depth
 from tests.support.models import VOCAB
 
 SIGNIFICANCE = 1e-4
@@ -25,6 +26,12 @@ def sequence_law(target, prompt: torch.Tensor, length: int, **options) -> np.nda
             p = probabilities(target(batch).logits[:, -1], **options).double().numpy()  # [V ** depth, V]
         law = (law[:, None] * p).reshape(-1)
     return law / law.sum()
+
+
+def uncut(tree: str, length: int) -> int:
+    """max_new_tokens for a law of the first ``length`` tokens that lets the first step draft the whole
+    ``tree`` (the decoder cuts trees to the tokens still wanted); :func:`assert_law` reads the first ``length``."""
+    return max(length, shape_depth(parse_shape(tree)) + 1)
 
 
 def assert_law(samples: list[list[int]], law: np.ndarray) -> None:

@@ -18,7 +18,7 @@ import torch
 from multidraft.cli import main
 from multidraft.decoding import generate
 from multidraft.shapes import parse_shape, shape_depth
-from tests.support.exact_law import assert_law, sequence_law
+from tests.support.exact_law import assert_law, sequence_law, uncut
 
 RUNS = 400
 PROMPT = torch.tensor([[3, 1, 4]])
@@ -55,7 +55,7 @@ def test_first_two_tokens_have_the_target_law(pair, verifier, scheme, tree):
             PROMPT,
             scheme=scheme,
             tree=tree,
-            max_new_tokens=2,
+            max_new_tokens=uncut(tree, 2),
             generator=generator,
             verifier=verifier,
             **OPTIONS,

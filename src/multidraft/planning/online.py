@@ -54,7 +54,8 @@ scales every candidate's predicted extra tokens by
 r = (k + realised) / (k + predicted), a ratio estimator shrunk
 towards 1 by k predicted tokens' worth of prior belief and kept within
 [1/2, 2]; no candidate is predicted more than its depth + 1 tokens, the most
-a step of it can emit.  Like the posterior it reads only steps already taken.
+a step of it can emit, nor more than the tokens still wanted (the decoder
+cuts every tree to that depth: :func:`multidraft.step.within`).  Like the posterior it reads only steps already taken.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ CALIBRATION_WEIGHT = 8.0
 #: Bounds of the calibration ratio.
 CALIBRATION_RANGE = (0.5, 2.0)
 #: Longest confidence-stopped chains considered online.
-STOP_DEPTHS = (6, 10, 16)
+STOP_DEPTHS = (6, 10, 16, 20, 28)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class PlanTable:
 
     @classmethod
     def of(cls, prior: Prior, candidates: Sequence[Candidate]) -> PlanTable:
-        """The table of the ``candidates`` the prior can rate (stopped chains need its stop rates at their tau)."""
+        """The table of the ``candidates`` the prior can rate (stopped chains need its stop rates at their tau,
+        and recorded texts at least as long as they are deep)."""
         prompts = prior.prompts
         count = int(prompts.max()) + 1
         rows = {"tokens": [], "verified": [], "leaf_end": []}
@@ -143,6 +145,8 @@ class PlanTable:
                     continue
                 depth = shape_depth(candidate.shape)
                 tree = stop_chain_rates(prior.stops, prior.agreement, prior.prompts, candidate.stop, depth)
+                if len(tree.starts) == 0:
+                    continue  # no recorded text is this long
                 by_length = [per_prompt(column, tree.starts, prompts, count) for column in tree.lengths.T]
                 by_length += [np.zeros(count)] * (longest - depth)
                 lengths.append(np.stack(by_length, 1))  # [J, D]
@@ -294,7 +298,7 @@ class OnlinePlanner:
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
         mixed = self.table.tokens @ weight  # [C]
         scale = self.calibration(mixed)
-        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, self.table.most_tokens)
+        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, np.minimum(self.table.most_tokens, max(remaining, 1)))
         spread = np.sqrt(((self.table.tokens - mixed[:, None]) ** 2) @ weight) * scale  # [C]
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
         plain = 1.0 / autoregressive_step(self.profile, context)
