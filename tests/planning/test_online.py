@@ -12,7 +12,7 @@ from multidraft import verifiers
 from multidraft.decoding import run
 from multidraft.planning.acceptance import rank_rates, stop_rates
 from multidraft.planning.cost import expected_tree, step_seconds, stop_chain_rates
-from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for
+from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for, lower_quantile
 from multidraft.planning.prior import Prior
 from multidraft.runners import TorchRunner
 from tests.support.exact_law import assert_law, sequence_law
@@ -344,3 +344,14 @@ def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     online._realised, online._ran = 1000.0, [0]  # the ratio at its bound of 2
     assert online.calibration(table.tokens @ prior.posterior([])) == 2.0
     assert online.choose(10, 64).tokens_per_step == 3.0
+
+
+def test_the_lower_quantile_of_the_posterior():
+    values, weight = np.array([20.0, 2.0, 3.0, 2.5]), np.array([0.25, 0.25, 0.25, 0.25])
+    assert lower_quantile(values, weight, 0.1587) == 2.0
+    assert lower_quantile(values, weight, 0.25) == 2.0  # the weight reaching the level exactly
+    assert lower_quantile(values, weight, 0.5) == 2.5
+    assert lower_quantile(values, np.array([0.1, 0.0, 0.0, 0.9]), 0.1587) == 2.5
+    # skewed: the mean less one standard deviation lies below every value; the quantile does not
+    mean = float(values @ weight)
+    assert mean - np.sqrt(((values - mean) ** 2) @ weight) < 0 < values.min() == lower_quantile(values, weight, 0.1587)

@@ -22,7 +22,12 @@ cost is spread over the tokens still to generate.  The best speculative
 candidate runs only if it is predicted faster than plain decoding with
 margins for the prediction's uncertainty: its seconds :data:`COST_MARGIN`
 high (the cost model's error), and, once :data:`MIN_EVIDENCE` agreements
-have been seen, its tokens per step one posterior standard deviation low.
+have been seen, its tokens per step at the posterior's lower quantile
+:data:`DOUBT_LEVEL` (the recorded prompts' predictions, weighted by the
+posterior: :func:`lower_quantile`).  For a normal law that is the mean less
+one standard deviation; the tokens of a long stopped chain are skewed (a few
+recorded prompts copy, and predict 20 tokens or more), and there the mean
+less one deviation falls below nearly every recorded prompt's prediction.
 The posterior reads the last :data:`WINDOW` agreements only, since a text's
 difficulty drifts; and plain steps gather no evidence, so after
 :data:`PROBE_AFTER` plain tokens the best speculative candidate runs for one
@@ -88,6 +93,8 @@ COST_MARGIN = 0.12
 EVERY = 4
 #: Agreements observed before the posterior's spread counts against speculation (until then: its mean).
 MIN_EVIDENCE = 8
+#: The posterior's lower quantile of tokens per step that must still beat plain decoding (Phi(-1)).
+DOUBT_LEVEL = 0.1587
 #: Largest tree considered online.
 MAX_NODES = 64
 #: Agreements the posterior reads: the most recent ones (a text's difficulty drifts).
@@ -207,6 +214,14 @@ def per_prompt(values, starts: np.ndarray | None, prompts: np.ndarray, count: in
     return np.where(counts > 0, sums / np.maximum(counts, 1), overall)
 
 
+def lower_quantile(values: np.ndarray, weight: np.ndarray, level: float) -> float:
+    """The smallest of ``values`` [J] whose weight [J] together with that of every smaller one reaches
+    ``level`` (the lower ``level`` quantile of the weighted values)."""
+    order = np.argsort(values, kind="stable")
+    reached = np.cumsum(weight[order]) >= level * float(np.sum(weight)) - 1e-12
+    return float(values[order][int(np.argmax(reached))])
+
+
 def candidates_for(
     scheme: str = "auto", shape: TreeShape | None = None, max_nodes: int = MAX_NODES, stops: bool = True
 ) -> list[Candidate]:
@@ -299,7 +314,6 @@ class OnlinePlanner:
         mixed = self.table.tokens @ weight  # [C]
         scale = self.calibration(mixed)
         tokens = np.minimum(1.0 + (mixed - 1.0) * scale, np.minimum(self.table.most_tokens, max(remaining, 1)))
-        spread = np.sqrt(((self.table.tokens - mixed[:, None]) ** 2) @ weight) * scale  # [C]
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
         plain = 1.0 / autoregressive_step(self.profile, context)
         behind = self._draft_behind or 1
@@ -313,8 +327,11 @@ class OnlinePlanner:
             best_c = int(np.argmax(rates))
             best, best_rate, best_seconds = self.table.candidates[best_c], float(rates[best_c]), seconds[best_c]
         if best is not None:
-            doubt = spread[best_c] if len(self.observed) >= self.min_evidence else 0.0
-            cautious = (tokens[best_c] - doubt) / (best_seconds * (1 + COST_MARGIN))
+            low = tokens[best_c]
+            if len(self.observed) >= self.min_evidence:
+                per_prompt = 1.0 + (self.table.tokens[best_c] - 1.0) * scale  # [J]
+                low = min(low, lower_quantile(per_prompt, weight, DOUBT_LEVEL))
+            cautious = low / (best_seconds * (1 + COST_MARGIN))
             probe = self._plain_run >= PROBE_AFTER and best_rate > plain
             if cautious > plain or probe:
                 return Prediction(best, float(tokens[best_c]), best_rate, plain, best_c, probe=cautious <= plain)
