@@ -16,7 +16,7 @@ bootstrap intervals clustered by prompt; none below 8 prompts):
   expected tokens of each drafted tree), as their ratio over the same steps;
 * how often ``auto`` chose plain decoding.
 
-Writes ``auto.json`` and ``auto.md`` beside the first results file.
+Writes ``auto.json`` and ``auto.md`` (``--name``: another name) beside the first results file.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def class_rows(category: str, records: list[dict]) -> list[dict]:
         row = {"class": category, "temperature": temperature, "prompts": len(prompts)}
         speed = {label: per_prompt(r, prompts) for label, r in runs.items()}
         rate = {label: sum(s["tokens"]) / sum(s["seconds"]) for label, s in speed.items()}
-        best = max((label for label in runs if fixed(label)), key=rate.get)
+        best = max((label for label in runs if fixed(label)), key=rate.get, default=None)
         row.update(
             {
                 "plain_tokens_per_second": rate[AUTOREGRESSIVE],
                 "auto_tokens_per_second": rate[AUTO],
                 "best_fixed": best,
-                "best_fixed_tokens_per_second": rate[best],
+                "best_fixed_tokens_per_second": rate.get(best),
                 "hf_default_tokens_per_second": rate.get(HF_DEFAULT),
             }
         )
@@ -92,6 +92,12 @@ def cell(value, interval) -> str:
     return "—" if value is None else f"{value:.3f} {format_interval(interval)}"
 
 
+def best_fixed(row: dict) -> str:
+    if row["best_fixed"] is None:
+        return "—"
+    return f"{row['best_fixed']} ({row['best_fixed_tokens_per_second']:.2f})"
+
+
 def markdown(rows: list[dict], command: str) -> str:
     table = [
         {
@@ -101,7 +107,7 @@ def markdown(rows: list[dict], command: str) -> str:
             "plain tok/s": f"{r['plain_tokens_per_second']:.2f}",
             "auto tok/s": f"{r['auto_tokens_per_second']:.2f}",
             "auto / plain": cell(r.get("vs_plain"), r.get("vs_plain_ci95")),
-            "best fixed": f"{r['best_fixed']} ({r['best_fixed_tokens_per_second']:.2f})",
+            "best fixed": best_fixed(r),
             "auto / best fixed": cell(r.get("vs_best_fixed"), r.get("vs_best_fixed_ci95")),
             "auto / HF default": cell(r.get("vs_hf_default"), r.get("vs_hf_default_ci95")),
             "auto / auto-static": cell(r.get("adaptation_gain"), r.get("adaptation_gain_ci95")),
@@ -133,6 +139,7 @@ def markdown(rows: list[dict], command: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--name", default="auto", help="the report's file name, without extension")
     args = parser.parse_args()
     rows, headers = [], []
     for path in args.results:
@@ -142,9 +149,11 @@ def main() -> int:
         rows += class_rows(header.get("category") or "all", lines[1:])
     out = args.results[0].parent
     command = "python benchmarks/auto_report.py " + " ".join(str(p) for p in args.results)
-    write_json({"command": command, "headers": headers, "rows": rows}, out / "auto.json")
-    write_text(out / "auto.md", markdown(rows, command))
-    print((out / "auto.md").read_text())
+    if args.name != "auto":
+        command += f" --name {args.name}"
+    write_json({"command": command, "headers": headers, "rows": rows}, out / f"{args.name}.json")
+    write_text(out / f"{args.name}.md", markdown(rows, command))
+    print((out / f"{args.name}.md").read_text())
     return 0
 
 
