@@ -11,7 +11,7 @@ import torch
 
 from multidraft.runners import Runner
 from multidraft.shapes import format_shape
-from multidraft.step import Step, TreePlan
+from multidraft.step import Step, TreePlan, judge
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,6 @@ def expectation(verifier, expected: list[float]) -> Callable[[Step], None]:
     def observe(step: Step) -> None:
         s = step.driver
         plan = step.plans[s]
-        plain = plan.scheme is None  # the root alone: one token
-        expected.append(1.0 if plain else verifier.expected_tokens(step.trees[s], plan.scheme, step.p[s], step.q[s]))
+        expected.append(judge(plan, verifier).expected_tokens(step.trees[s], plan.scheme, step.p[s], step.q[s]))
 
     return observe

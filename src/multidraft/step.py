@@ -91,6 +91,12 @@ def within(plan: TreePlan, depth: int) -> TreePlan:
     return replace(plan, shape=shape_prefix(plan.shape, depth))
 
 
+def judge(plan: TreePlan, verifier: Verifier) -> Verifier:
+    """The verifier of ``plan``'s tree: ``verifier``, or for plain decoding (no drafts) the token walk, which
+    draws the root's one token from p under every verifier."""
+    return verifier if plan.scheme is not None else PLAIN
+
+
 def check_stop(min_probability: float, verifier: str) -> None:
     """``ValueError`` unless 0 <= τ < 1 and, for τ > 0, the verifier is the token walk (module docstring)."""
     if not 0.0 <= min_probability < 1.0:
@@ -276,8 +282,7 @@ def speculative_step(
     q = [p[s][:0] if laws is None else laws for s, laws in enumerate(q)]  # plain decoding: no draft rows
     draft_logits = [target_logits[s][:0] if rows is None else rows for s, rows in enumerate(draft_logits)]
     plan, tree = plans[driver], trees[driver]
-    judge = verifier if plan.scheme is not None else PLAIN  # no drafts: every verifier draws the root's token from p
-    walk = judge.verify(tree, plan.scheme, p[driver], q[driver], generator)
+    walk = judge(plan, verifier).verify(tree, plan.scheme, p[driver], q[driver], generator)
     target.keep_path(n, [n - 1 + target_keys[driver][node] for node in walk.path])
     if plan.scheme is not None:
         keys = draft_keys[driver]
