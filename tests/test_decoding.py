@@ -129,7 +129,9 @@ def test_draft_tree_reads_each_level_with_the_tree_mask(deep_pair, shape):
     sampling = Sampling(1.0, None, None, seq.device, torch.float32)
     runner = TorchRunner(draft)
     generator = torch.Generator().manual_seed(1)
-    [tree], [q], [logits], _ = draft_trees(runner, seq, [TreePlan(schemes.get("rrs-wor"), shape, generator)], sampling)
+    [tree], [q], [logits], _, _ = draft_trees(
+        runner, seq, [TreePlan(schemes.get("rrs-wor"), shape, generator)], sampling
+    )
     assert tree.depth == 3 and logits.shape == q.shape == (tree.n_internal, VOCAB)
     assert runner.cached() == seq.shape[0] - 1 + tree.n_internal  # the last level is never read
     torch.testing.assert_close(q, logits.softmax(-1))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multidraft import schemes
+from multidraft import schemes, verifiers
 from multidraft.runners import TorchRunner
+from multidraft.runners.base import causal_visibility
 from multidraft.sampling_options import Sampling
 from multidraft.shapes import TreeTemplate, parse_shape
-from multidraft.step import TreePlan, draft_trees, score_trees, within
+from multidraft.step import TreePlan, draft_trees, score_trees, speculative_step, within
 
 LAWS = ["spechub", "rrs", "rrs-wor"]
 
@@ -19,7 +20,7 @@ def alone(target, draft, seq, shape, sampling, seed):
     out = []
     for name in LAWS:
         generator = torch.Generator().manual_seed(seed)
-        [tree], [q], _, _ = draft_trees(
+        [tree], [q], _, _, _ = draft_trees(
             TorchRunner(draft), seq, [TreePlan(schemes.get(name), shape, generator)], sampling
         )
         [logits], _ = score_trees(TorchRunner(target), seq, [tree])
@@ -40,7 +41,7 @@ def test_forest_matches_trees_read_alone(pair, one_thread, tree):
     sampling = Sampling(1.0, None, None, torch.device("cpu"), torch.float32)
     seq = torch.tensor([1, 5, 2, 7, 3])
     for seed in range(4):
-        trees, q_laws, _, _ = draft_trees(TorchRunner(draft), seq, plans(shape, [seed] * len(LAWS)), sampling)
+        trees, q_laws, _, _, _ = draft_trees(TorchRunner(draft), seq, plans(shape, [seed] * len(LAWS)), sampling)
         logits, _ = score_trees(TorchRunner(target), seq, trees)
         for (tree_alone, q_alone, logits_alone), forest_tree, q, rows in zip(
             alone(target, draft, seq, shape, sampling, seed), trees, q_laws, logits
@@ -60,7 +61,7 @@ def test_forest_caches_keep_one_trees_path(pair, one_thread):
     seq = torch.tensor([1, 5, 2, 7, 3])
     n = seq.shape[0]
     target_runner, draft_runner = TorchRunner(target), TorchRunner(draft)
-    trees, _, _, draft_keys = draft_trees(draft_runner, seq, plans(shape, [3] * len(LAWS)), sampling)
+    trees, _, _, draft_keys, _ = draft_trees(draft_runner, seq, plans(shape, [3] * len(LAWS)), sampling)
     _, target_keys = score_trees(target_runner, seq, trees)
     s = 2
     leaf = trees[s].level(2).start  # the path root -> depth 1 -> depth 2
@@ -68,7 +69,7 @@ def test_forest_caches_keep_one_trees_path(pair, one_thread):
     target_runner.keep_path(n, [n - 1 + target_keys[s][v] for v in path])
     draft_runner.keep_path(n, [n - 1 + draft_keys[s][v] for v in path if v < len(draft_keys[s])])
     longer = torch.cat([seq, trees[s].tokens[path], torch.tensor([6])])  # the walk's last token is never cached
-    next_trees, next_q, _, _ = draft_trees(draft_runner, longer, plans(shape, [4] * len(LAWS)), sampling)
+    next_trees, next_q, _, _, _ = draft_trees(draft_runner, longer, plans(shape, [4] * len(LAWS)), sampling)
     next_logits, _ = score_trees(target_runner, longer, next_trees)
     for (_, q_alone, logits_alone), q, rows in zip(
         alone(target, draft, longer, shape, sampling, 4), next_q, next_logits
@@ -88,3 +89,29 @@ def test_within_cuts_a_plan_to_the_tokens_still_wanted():
     plain = within(template, 0)
     assert (plain.scheme, plain.shape, plain.generator) == (None, None, generator)
     assert within(plain, 0) is plain
+
+
+@torch.no_grad()
+def test_a_plain_step_that_looks_back_reads_the_drafts_laws_of_the_last_tokens(pair, one_thread):
+    """The draft lacks three tokens (a step's last and two plain ones); a plain step with look_back gets its laws
+    of the last two, exactly those of the draft reading the text alone, and leaves the draft's cache at every
+    committed token."""
+    target, draft = pair
+    sampling = Sampling(1.0, None, None, torch.device("cpu"), torch.float32)
+    seq = torch.tensor([1, 5, 2, 7, 3, 4, 6])
+    n = seq.shape[0]
+    target_runner, draft_runner = TorchRunner(target), TorchRunner(draft)
+    draft_runner.forward(seq[:4], torch.arange(4), causal_visibility(0, 4), 1)  # read before the plain steps
+    generator = torch.Generator().manual_seed(0)
+    look = TreePlan(None, None, generator, look_back=5)  # more than it can give: cut to 2
+    step = speculative_step(target_runner, draft_runner, seq, [look], sampling, verifiers.get("token"), generator)
+    fresh = TorchRunner(draft)
+    alone = sampling.laws(fresh.forward(seq, torch.arange(n), causal_visibility(0, n), 3)[:-1])  # [2, V]
+    assert step.looked_back.shape == (2, alone.shape[1]) and len(step.walk.tokens) == 1
+    torch.testing.assert_close(step.looked_back, alone, rtol=0, atol=1e-6)
+    assert draft_runner.cached() == n
+    plain = TreePlan(None, None, generator)
+    quiet = speculative_step(
+        TorchRunner(target), draft_runner, seq, [plain], sampling, verifiers.get("token"), generator
+    )
+    assert quiet.looked_back is None

@@ -72,12 +72,16 @@ class TreePlan:
 
     ``scheme=None`` (and ``shape=None``) is plain decoding: no drafts.  ``min_probability`` τ > 0 stops the
     tree after a level whose every new token had draft probability below τ (module docstring).
+    ``look_back`` k > 0 asks the draft for its law at the last k committed tokens too, which it reads
+    anyway when it lags (after plain steps), so that a planner can compare it with the target's laws
+    there; with plain decoding the draft then reads the tokens it lacks and draws nothing.
     """
 
     scheme: Scheme | None
     shape: TreeShape | None
     generator: torch.Generator | None
     min_probability: float = 0.0
+    look_back: int = 0
 
 
 def within(plan: TreePlan, depth: int) -> TreePlan:
@@ -87,7 +91,7 @@ def within(plan: TreePlan, depth: int) -> TreePlan:
     if plan.scheme is None or shape_depth(plan.shape) <= depth:
         return plan
     if depth <= 0:
-        return TreePlan(None, None, plan.generator)
+        return TreePlan(None, None, plan.generator, look_back=plan.look_back)
     return replace(plan, shape=shape_prefix(plan.shape, depth))
 
 
@@ -118,7 +122,10 @@ def doubted(tree: Tree, law: torch.Tensor, level: slice, start: int, min_probabi
 @dataclass
 class Step:
     """Everything one step saw.  Per tree s: ``plans[s]``, ``trees[s]``; ``q[s]``, ``draft_logits[s]``
-    [n_internal_s, V]; ``p[s]``, ``target_logits[s]`` [N_s, V]; and the walk of tree ``driver``."""
+    [n_internal_s, V]; ``p[s]``, ``target_logits[s]`` [N_s, V]; the walk of tree ``driver``; and
+    ``looked_back`` [k, V], the draft's law of each of the last k committed tokens given the tokens before
+    it (k from the plans' ``look_back``, at most the tokens the draft read this step; None if the draft
+    was not called)."""
 
     plans: Sequence[TreePlan]
     trees: list[Tree]
@@ -128,6 +135,7 @@ class Step:
     target_logits: list[torch.Tensor]
     driver: int
     walk: Walk
+    looked_back: torch.Tensor | None = None
 
 
 def label(step: int | None) -> str:
@@ -169,9 +177,10 @@ def draft_trees(
 ) -> tuple[list[Tree], list[torch.Tensor], list[torch.Tensor], list[list[int]]]:
     """Grow one tree per plan for committed tokens ``seq`` [n] (module docstring).
 
-    Returns the trees, the draft's law q and raw logits [n_internal_s, V] at each tree's internal nodes, and
-    each tree's keys in the draft cache.  Plans without drafts get the root alone, no draft forward, and
-    None for q and the logits.
+    Returns the trees, the draft's law q and raw logits [n_internal_s, V] at each tree's internal nodes,
+    each tree's keys in the draft cache, and q [k, V] of the last k committed tokens (the plans' largest
+    ``look_back``, at most the tokens the draft lacked; None if the draft was not called).  Plans without
+    drafts get the root alone and None for q and the logits; the draft is not called unless one looks back.
     """
     n = seq.shape[0]
     trees = [Tree.from_root(seq[-1], shape=plan.shape) for plan in plans]
@@ -179,10 +188,13 @@ def draft_trees(
     laws = [[] for _ in plans]  # per tree: q [n_level, V] per read level
     keys = [[0] for _ in plans]
     growing = [s for s, plan in enumerate(plans) if plan.scheme is not None]
-    if growing:
+    looked_back = None
+    if growing or any(plan.look_back for plan in plans):
         past = draft.cached()
-        root = draft.forward(seq[past:], torch.arange(past, n), causal_visibility(past, n - past), 1)  # [1, V]
-        check_finite(root, "draft", [n - 1], at=label(step), nodes=[0])
+        back = min(max(plan.look_back for plan in plans), n - 1 - past)  # rows before the root's
+        rows = draft.forward(seq[past:], torch.arange(past, n), causal_visibility(past, n - past), back + 1)
+        check_finite(rows, "draft", range(n - 1 - back, n), at=label(step), nodes=None if back else [0])
+        looked_back, root = sampling.laws(rows[:-1]), rows[-1:]  # [back, V], [1, V]
         for s in growing:
             logits[s].append(root)
     width = 1
@@ -219,7 +231,7 @@ def draft_trees(
         for (s, _), rows in zip(members, read.split(counts)):
             logits[s].append(rows)
     join = [(torch.cat(q), torch.cat(raw)) if q else (None, None) for q, raw in zip(laws, logits)]
-    return trees, [q for q, _ in join], [raw for _, raw in join], keys
+    return trees, [q for q, _ in join], [raw for _, raw in join], keys, looked_back
 
 
 def score_trees(
@@ -274,7 +286,7 @@ def speculative_step(
     its accepted path (module docstring).  ``lap`` marks the end of the "draft", "target" and
     "verification" phases (a stopwatch)."""
     n = seq.shape[0]
-    trees, q, draft_logits, draft_keys = draft_trees(draft, seq, plans, sampling, step=step)
+    trees, q, draft_logits, draft_keys, looked_back = draft_trees(draft, seq, plans, sampling, step=step)
     lap("draft")
     target_logits, target_keys = score_trees(target, seq, trees, step=step)
     p = [sampling.laws(rows) for rows in target_logits]  # [N_s, V] per tree
@@ -284,8 +296,8 @@ def speculative_step(
     plan, tree = plans[driver], trees[driver]
     walk = judge(plan, verifier).verify(tree, plan.scheme, p[driver], q[driver], generator)
     target.keep_path(n, [n - 1 + target_keys[driver][node] for node in walk.path])
-    if plan.scheme is not None:
+    if looked_back is not None:  # the draft was called
         keys = draft_keys[driver]
         draft.keep_path(n, [n - 1 + keys[node] for node in walk.path if node < len(keys)])
     lap("verification")
-    return Step(plans, trees, q, draft_logits, p, target_logits, driver, walk)
+    return Step(plans, trees, q, draft_logits, p, target_logits, driver, walk, looked_back)

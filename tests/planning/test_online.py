@@ -106,22 +106,43 @@ def three_tokens(runners, prompt: torch.Tensor, online: OnlinePlanner, generator
     )
 
 
-def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_thread, prior):
-    """Re-planning at every step, between plain decoding and trees, from what earlier steps saw."""
+class Watched:
+    """An online planner whose plans' look_back are counted."""
+
+    def __init__(self, online: OnlinePlanner):
+        self.online, self.looked_back = online, 0
+
+    def __call__(self, seq, steps):
+        plan = self.online(seq, steps)
+        self.looked_back += plan.look_back
+        return plan
+
+    def observe(self, step):
+        self.online.observe(step)
+
+
+def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_thread, prior, monkeypatch):
+    """Re-planning at every step, between plain decoding and trees, from what earlier steps saw, including the
+    draft's laws at plain tokens (read back after every plain token here)."""
+    from multidraft.planning import online as online_module
+
+    monkeypatch.setattr(online_module, "LOOK_BACK_AFTER", 1)
     target, draft = pair
     prompt = torch.tensor([3, 1, 4])
     law = sequence_law(target, prompt, 3, temperature=1.0)
     runners = TorchRunner(target), TorchRunner(draft)
     generator = torch.Generator().manual_seed(5)
     profile = linear_profile(0.02, 0.005)  # near the boundary: the evidence decides
-    samples, kinds = [], set()
+    samples, kinds, looked_back = [], set(), 0
     for _ in range(800):
-        online = planner(prior, profile, every=1, max_new_tokens=4, min_evidence=1)
-        online.generator = generator
+        online = Watched(planner(prior, profile, every=1, max_new_tokens=4, min_evidence=1))
+        online.online.generator = generator
         result = three_tokens(runners, prompt, online, generator)
         samples.append(result.tokens)
         kinds |= {bool(name) for name in result.plans}
+        looked_back += online.looked_back
     assert kinds == {True, False}, "the test should see both plain and speculative steps"
+    assert looked_back > 0, "the test should see the draft read plain tokens back"
     assert_law(samples, law)
 
 
@@ -292,7 +313,8 @@ def test_calibration_scales_predicted_extra_tokens_by_what_the_steps_emitted(pri
     assert plan.scheme is not None and online.predictions[-1] == before
     emitted = list(range(int(round(before.tokens_per_step)) + 1))  # one token more than predicted
     for _ in range(4):  # four speculative steps (no agreements seen: the posterior stays the prior)
-        online.observe(SimpleNamespace(driver=0, plans=[plan], walk=SimpleNamespace(tokens=emitted, visited=[])))
+        walk = SimpleNamespace(tokens=emitted, visited=[])
+        online.observe(SimpleNamespace(driver=0, plans=[plan], walk=walk, looked_back=torch.zeros(0, V)))
     realised, predicted = 4 * (len(emitted) - 1), 4 * (before.tokens_per_step - 1)
     scale = online.calibration(mixed)
     assert 1 < scale < 2 and scale == pytest.approx((8 + realised) / (8 + predicted))
@@ -304,35 +326,36 @@ def test_calibration_scales_predicted_extra_tokens_by_what_the_steps_emitted(pri
     assert online.calibration(mixed) == 0.5
 
 
-def test_after_a_run_of_plain_tokens_one_step_probes_the_text_again(prior, monkeypatch):
-    """A candidate whose mean prediction beats plain decoding, but not by the cost model's margin, runs for
-    one step after PROBE_AFTER plain tokens; the step after it is planned afresh."""
+def plain_step(plan, p_row: torch.Tensor, looked_back: torch.Tensor | None = None) -> SimpleNamespace:
+    """What the planner reads of a plain step that drew its token from ``p_row`` [V]."""
+    walk = SimpleNamespace(tokens=[7], visited=[])
+    return SimpleNamespace(driver=0, plans=[plan], walk=walk, p=[p_row[None]], looked_back=looked_back)
+
+
+def test_plain_tokens_are_watched_and_speculation_resumes_where_the_draft_agrees(prior, monkeypatch):
+    """After LOOK_BACK_AFTER plain tokens the plan asks the draft for its laws there; their agreements join
+    the evidence, and the next step, planned afresh, speculates once the text looks like the easy prompt."""
     from multidraft.planning import online as online_module
 
-    for draft_seconds in np.linspace(0.001, 0.1, 100):  # the draft cost where the margin decides
-        monkeypatch.setattr(online_module, "COST_MARGIN", 0.0)
-        bare = planner(prior, linear_profile(0.002, float(draft_seconds))).choose(10, 64)
-        monkeypatch.undo()
-        if bare.candidate.scheme is not None and bare.tokens_per_second < 1.1 * bare.plain_tokens_per_second:
-            break
-    else:
-        pytest.fail("no draft cost puts the best candidate within the margin of plain decoding")
-    online = planner(prior, linear_profile(0.002, float(draft_seconds)))
-    assert online.choose(10, 64).candidate.scheme is None
-    online._plain_run = online_module.PROBE_AFTER
-    probe = online.choose(10, 64)
-    assert probe.probe and probe.candidate == bare.candidate
-    online._current = probe
-    online.predictions.append(probe)
-    online.observe(
-        SimpleNamespace(
-            driver=0,
-            plans=[online(torch.zeros(10, dtype=torch.long), [1])],
-            walk=SimpleNamespace(tokens=[7], visited=[]),
-        )
-    )
-    assert online._plain_run == 0
-    assert online(torch.zeros(11, dtype=torch.long), [1, 2]).scheme is None  # planned afresh: plain again
+    monkeypatch.setattr(online_module, "LOOK_BACK_AFTER", 8)
+    generator = torch.Generator().manual_seed(0)
+    (easy_p, easy_q), _ = laws(True, generator), laws(False, generator)  # the prior's own prompts
+    online = planner(prior, linear_profile(0.002, 0.02))
+    online.observed = list(prior.agreement[POSITIONS : POSITIONS + 8])  # so far the text looks like the hard prompt
+    seq = torch.zeros(10, dtype=torch.long)
+    for t in range(8):
+        plan = online(seq, list(range(t)))
+        assert plan.scheme is None and plan.look_back == 0
+        online.observe(plain_step(plan, easy_p[t].float()))
+    plan = online(seq, list(range(8)))
+    assert plan.scheme is None and plan.look_back == 8  # the plain step reads the 8 tokens with the draft
+    before = len(online.observed)
+    online.observe(plain_step(plan, easy_p[8].float(), looked_back=easy_q[:8].float()))
+    agreements = torch.minimum(easy_p[:8], easy_q[:8]).sum(-1)
+    assert online.observed[before:] == pytest.approx(agreements.tolist(), abs=1e-6)
+    assert online._draft_behind == 1 and len(online._unread) == 1  # the draft lacks the newest token only
+    resumed = online(seq, list(range(9)))  # step 9: not a re-planning step by the count, but fresh evidence
+    assert resumed.scheme is not None and resumed.look_back == 1
 
 
 def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):

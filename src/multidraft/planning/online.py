@@ -29,14 +29,10 @@ one standard deviation; the tokens of a long stopped chain are skewed (a few
 recorded prompts copy, and predict 20 tokens or more), and there the mean
 less one deviation falls below nearly every recorded prompt's prediction.
 The posterior reads the last :data:`WINDOW` agreements only, since a text's
-difficulty drifts; and plain steps gather no evidence, so after
-:data:`PROBE_AFTER` plain tokens the best speculative candidate runs for one
-step whenever its mean prediction beats plain decoding (a probe), and the
-next step is planned afresh.
-Before that the posterior's mean decides: the prior mixes prompts of every
-kind, and its spread alone would keep speculation from ever starting, so
-from ever gathering the evidence that tells the kinds apart.  Otherwise the
-step decodes plainly.
+difficulty drifts.  Before :data:`MIN_EVIDENCE` agreements the posterior's
+mean decides: the prior mixes prompts of every kind, and its spread alone
+would keep speculation from ever starting, so from ever gathering the
+evidence that tells the kinds apart.  Otherwise the step decodes plainly.
 
 **Lossless.**  The plan of step s is a function of the tokens committed and
 the laws seen at steps before s only; it is fixed before step s draws its
@@ -46,7 +42,16 @@ target's law given that text, and by the chain rule so does the whole output.
 
 **Evidence.**  After a speculative step, the agreement sum_y min(p, q) at the
 nodes the walk visited (the root and the accepted drafts with children):
-positions of text with the target's law, as recorded positions are.
+positions of text with the target's law, as recorded positions are.  Plain
+steps keep p, the law their token was drawn from; the draft has not read
+those tokens.  After :data:`LOOK_BACK_AFTER` of them, or at the next
+speculative step (which reads them anyway), the step asks the draft for its
+law q at each of them (``TreePlan.look_back``: one batched draft forward,
+which also brings the draft's cache up to date), their agreements join the
+evidence, and the next step is planned afresh.  So a plain stretch is
+watched, at the price of the draft reading each of its tokens once, and
+speculation resumes where the text becomes easy for the draft (a summary
+that starts to copy), not only where a blind probe happens to land.
 
 **Calibration.**  The posterior can only mix recorded prompts, and the table
 assumes that a tree's depths follow recorded text; a prompt easier or harder
@@ -67,7 +72,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -99,8 +104,8 @@ DOUBT_LEVEL = 0.1587
 MAX_NODES = 64
 #: Agreements the posterior reads: the most recent ones (a text's difficulty drifts).
 WINDOW = 48
-#: Plain tokens after which one speculative step probes the text again, if its mean prediction pays.
-PROBE_AFTER = 16
+#: Plain tokens after which the draft reads them (one batched forward) and their agreements join the evidence.
+LOOK_BACK_AFTER = 16
 #: Weight, in predicted extra tokens, of the calibration's prior ratio of 1.
 CALIBRATION_WEIGHT = 8.0
 #: Bounds of the calibration ratio.
@@ -247,7 +252,6 @@ class Prediction:
     tokens_per_second: float
     plain_tokens_per_second: float
     index: int = -1  # the candidate's row in the plan table (-1: plain decoding)
-    probe: bool = False  # one speculative step to see whether the text has become easier
 
 
 @dataclass
@@ -270,7 +274,8 @@ class OnlinePlanner:
     _emitted: int = 0
     _realised: float = 0.0  # extra tokens the speculative steps emitted (beyond one per step)
     _ran: list[int] = field(default_factory=list)  # the table row of each speculative step's candidate
-    _plain_run: int = 0  # tokens decoded plainly since the last speculative step
+    _unread: list[torch.Tensor] = field(default_factory=list)  # p [V] of each plain token the draft has not read
+    _fresh: bool = False  # the last step brought agreements of plain tokens: plan the next one afresh
 
     def calibration(self, mixed: np.ndarray) -> float:
         """r = (k + realised extra tokens) / (k + extra tokens the current mixture ``mixed`` [C] predicts for the
@@ -283,24 +288,35 @@ class OnlinePlanner:
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
         if self._draft_behind is None:
             self._draft_behind = seq.shape[0]
-        if self._current is None or (self.adapt and (len(steps) % self.every == 0 or self._current.probe)):
-            self._current = self.choose(seq.shape[0], self.max_new_tokens - self._emitted)
+        if self._current is None or (self.adapt and (len(steps) % self.every == 0 or self._fresh)):
+            self._current, self._fresh = self.choose(seq.shape[0], self.max_new_tokens - self._emitted), False
         self.predictions.append(self._current)
         candidate = self._current.candidate
         if candidate not in self._plans:
             scheme = None if candidate.scheme is None else schemes.get(candidate.scheme)
             self._plans[candidate] = TreePlan(scheme, candidate.shape, self.generator, candidate.stop)
+        if self._unread and (candidate.scheme is not None or len(self._unread) >= LOOK_BACK_AFTER):
+            return replace(self._plans[candidate], look_back=len(self._unread))
         return self._plans[candidate]
 
     def observe(self, step: Step) -> None:
-        """Keep the agreements at the nodes the walk visited (module docstring)."""
+        """Keep the agreements at the nodes the walk visited, and at the plain tokens the draft has just read
+        (module docstring)."""
         self._emitted += len(step.walk.tokens)
         s = step.driver
+        if step.looked_back is not None:  # the draft read every committed token
+            if len(step.looked_back):
+                unread = torch.stack(self._unread[-len(step.looked_back) :])  # [k, V]
+                self.observed += torch.minimum(unread, step.looked_back).sum(-1).tolist()
+                self._fresh = True
+            self._unread.clear()
+            self._draft_behind = 0
         if step.plans[s].scheme is None:
             self._draft_behind += len(step.walk.tokens)
-            self._plain_run += len(step.walk.tokens)
+            if self.adapt:
+                self._unread.append(step.p[s][0])  # [V]: the law the plain token was drawn from
             return
-        self._draft_behind, self._plain_run = 1, 0
+        self._draft_behind = 1
         self._realised += len(step.walk.tokens) - 1
         self._ran.append(self.predictions[-1].index)
         if not step.walk.visited:
@@ -315,7 +331,8 @@ class OnlinePlanner:
         scale = self.calibration(mixed)
         tokens = np.minimum(1.0 + (mixed - 1.0) * scale, np.minimum(self.table.most_tokens, max(remaining, 1)))
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
-        plain = 1.0 / autoregressive_step(self.profile, context)
+        watching = self.profile.draft(LOOK_BACK_AFTER + 1, context) / LOOK_BACK_AFTER if self.adapt else 0.0
+        plain = 1.0 / (autoregressive_step(self.profile, context) + watching)
         behind = self._draft_behind or 1
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
         fixed, per_verified, per_leaf_end = self.table.seconds_at(self.profile, context)
@@ -331,8 +348,6 @@ class OnlinePlanner:
             if len(self.observed) >= self.min_evidence:
                 per_prompt = 1.0 + (self.table.tokens[best_c] - 1.0) * scale  # [J]
                 low = min(low, lower_quantile(per_prompt, weight, DOUBT_LEVEL))
-            cautious = low / (best_seconds * (1 + COST_MARGIN))
-            probe = self._plain_run >= PROBE_AFTER and best_rate > plain
-            if cautious > plain or probe:
-                return Prediction(best, float(tokens[best_c]), best_rate, plain, best_c, probe=cautious <= plain)
+            if low / (best_seconds * (1 + COST_MARGIN)) > plain:
+                return Prediction(best, float(tokens[best_c]), best_rate, plain, best_c)
         return Prediction(Candidate(None, None), 1.0, plain, plain)
