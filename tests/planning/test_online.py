@@ -15,6 +15,7 @@ from multidraft.planning.cost import expected_tree, step_seconds, stop_chain_rat
 from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for, lower_quantile
 from multidraft.planning.prior import Prior
 from multidraft.runners import TorchRunner
+from multidraft.step import TreePlan
 from tests.support.exact_law import assert_law, sequence_law
 from tests.support.planning import linear_profile
 
@@ -369,6 +370,33 @@ def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     assert online.choose(10, 64).tokens_per_step == 3.0
 
 
+def test_a_candidate_that_beats_plain_decoding_with_the_margins_runs_when_the_fastest_does_not(prior):
+    """The fastest by its mean prediction is skewed (one recorded prompt predicts 20 tokens, the other 1.05)
+    and fails the lower-quantile margin; a steadier candidate passes it, so the step speculates with that one."""
+    table = PlanTable.of(prior, [Candidate("sps", (1, 1)), Candidate("sps", (1,))])
+    table.tokens = np.array([[20.0, 1.05], [1.9, 1.9]])  # [C, J]
+    online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
+    online.observed = list(prior.agreement[:4]) + list(prior.agreement[POSITIONS : POSITIONS + 4])
+    weight = prior.posterior(online.observed)
+    assert weight.min() > 0.2  # both prompts plausible: the skewed candidate's quantile is 1.05
+    choice = online.choose(10, 64)
+    assert choice.candidate == Candidate("sps", (1,)) and choice.tokens_per_step == pytest.approx(1.9)
+    table.tokens[1] = 1.05  # no candidate passes: plain decoding
+    assert online.choose(10, 64).candidate == Candidate(None, None)
+
+
+def test_a_plain_stretch_read_back_starts_the_calibration_again(prior):
+    """Steps before a plain stretch emitted far fewer tokens than predicted; once the draft has read the
+    stretch back, the calibration counts only the steps after it."""
+    online = planner(prior, linear_profile(0.001, 0.001))
+    online._realised, online._ran = 0.0, [0, 0, 0, 0]
+    assert online.calibration(online.table.tokens @ prior.posterior([])) < 1
+    plan = TreePlan(None, None, None)
+    online._unread = [torch.full((V,), 1 / V)] * 2
+    online.observe(plain_step(plan, torch.full((V,), 1 / V), looked_back=torch.full((2, V), 1 / V)))
+    assert online.calibration(online.table.tokens @ prior.posterior([])) == 1.0
+
+
 def test_the_lower_quantile_of_the_posterior():
     values, weight = np.array([20.0, 2.0, 3.0, 2.5]), np.array([0.25, 0.25, 0.25, 0.25])
     assert lower_quantile(values, weight, 0.1587) == 2.0
@@ -378,3 +406,6 @@ def test_the_lower_quantile_of_the_posterior():
     # skewed: the mean less one standard deviation lies below every value; the quantile does not
     mean = float(values @ weight)
     assert mean - np.sqrt(((values - mean) ** 2) @ weight) < 0 < values.min() == lower_quantile(values, weight, 0.1587)
+    rows = np.stack([values, values[::-1] + 1, np.full(4, 3.0)])  # [3, 4]: one quantile per row
+    expected = [float(lower_quantile(row, weight, 0.3)) for row in rows]
+    assert lower_quantile(rows, weight, 0.3).tolist() == expected == [2.5, 3.5, 3.0]

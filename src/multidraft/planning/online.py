@@ -18,9 +18,10 @@ E_w[tokens | c] = sum_j w_j tokens[c, j], and the profile turns each
 candidate into seconds per step at the current context
 (:func:`multidraft.planning.cost.step_seconds`).  A draft that lags behind
 (at the first step, or after plain steps) first reads what it lacks; that
-cost is spread over the tokens still to generate.  The best speculative
-candidate runs only if it is predicted faster than plain decoding with
-margins for the prediction's uncertainty: its seconds :data:`COST_MARGIN`
+cost is spread over the tokens still to generate.  A step speculates only
+if some candidate is predicted faster than plain decoding with margins for
+the prediction's uncertainty, and then runs the fastest (by its mean
+prediction) of those that are.  The margins: its seconds :data:`COST_MARGIN`
 high (the cost model's error), and, once :data:`MIN_EVIDENCE` agreements
 have been seen, its tokens per step at the posterior's lower quantile
 :data:`DOUBT_LEVEL` (the recorded prompts' predictions, weighted by the
@@ -56,7 +57,8 @@ that starts to copy), not only where a blind probe happens to land.
 **Calibration.**  The posterior can only mix recorded prompts, and the table
 assumes that a tree's depths follow recorded text; a prompt easier or harder
 than every recorded one is then predicted too low or too high.  The planner
-also counts, over this generation's speculative steps, the extra tokens each
+also counts, over the speculative steps since the last plain stretch (a text
+whose difficulty changed is judged afresh), the extra tokens each
 step emitted (beyond the one every step emits) against the extra tokens the
 current mixture predicts for the candidate it ran (the current one, so that
 evidence the posterior has already taken in is not counted twice), and
@@ -219,12 +221,13 @@ def per_prompt(values, starts: np.ndarray | None, prompts: np.ndarray, count: in
     return np.where(counts > 0, sums / np.maximum(counts, 1), overall)
 
 
-def lower_quantile(values: np.ndarray, weight: np.ndarray, level: float) -> float:
-    """The smallest of ``values`` [J] whose weight [J] together with that of every smaller one reaches
-    ``level`` (the lower ``level`` quantile of the weighted values)."""
-    order = np.argsort(values, kind="stable")
-    reached = np.cumsum(weight[order]) >= level * float(np.sum(weight)) - 1e-12
-    return float(values[order][int(np.argmax(reached))])
+def lower_quantile(values: np.ndarray, weight: np.ndarray, level: float) -> np.ndarray:
+    """Per row of ``values`` [..., J], the smallest value whose weight [J] together with that of every smaller
+    one reaches ``level`` (the lower ``level`` quantile of the weighted values) [...]."""
+    order = np.argsort(values, axis=-1, kind="stable")  # [..., J]
+    reached = np.cumsum(weight[order], axis=-1) >= level * float(np.sum(weight)) - 1e-12
+    first = np.argmax(reached, axis=-1)[..., None]  # [..., 1]
+    return np.take_along_axis(np.take_along_axis(values, order, -1), first, -1)[..., 0]
 
 
 def candidates_for(
@@ -309,6 +312,7 @@ class OnlinePlanner:
                 unread = torch.stack(self._unread[-len(step.looked_back) :])  # [k, V]
                 self.observed += torch.minimum(unread, step.looked_back).sum(-1).tolist()
                 self._fresh = True
+                self._realised, self._ran = 0.0, []  # the calibration starts again after a plain stretch
             self._unread.clear()
             self._draft_behind = 0
         if step.plans[s].scheme is None:
@@ -339,15 +343,12 @@ class OnlinePlanner:
         laws = np.einsum("cjd,j->cd", self.table.lengths, weight)  # [C, D] P(length) of stopped chains
         seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
         rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]
-        best = None
-        if len(rates):
-            best_c = int(np.argmax(rates))
-            best, best_rate, best_seconds = self.table.candidates[best_c], float(rates[best_c]), seconds[best_c]
-        if best is not None:
-            low = tokens[best_c]
-            if len(self.observed) >= self.min_evidence:
-                per_prompt = 1.0 + (self.table.tokens[best_c] - 1.0) * scale  # [J]
-                low = min(low, lower_quantile(per_prompt, weight, DOUBT_LEVEL))
-            if low / (best_seconds * (1 + COST_MARGIN)) > plain:
-                return Prediction(best, float(tokens[best_c]), best_rate, plain, best_c)
-        return Prediction(Candidate(None, None), 1.0, plain, plain)
+        low = tokens
+        if len(self.observed) >= self.min_evidence:
+            per_prompt = 1.0 + (self.table.tokens - 1.0) * scale  # [C, J]
+            low = np.minimum(low, lower_quantile(per_prompt, weight, DOUBT_LEVEL))
+        safe = low / (seconds * (1 + COST_MARGIN)) > plain  # [C] beats plain decoding with the margins
+        if not safe.any():
+            return Prediction(Candidate(None, None), 1.0, plain, plain)
+        best_c = int(np.argmax(np.where(safe, rates, -np.inf)))
+        return Prediction(self.table.candidates[best_c], float(tokens[best_c]), float(rates[best_c]), plain, best_c)
