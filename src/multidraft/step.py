@@ -174,7 +174,7 @@ def tree_visibility(
 
 def draft_trees(
     draft: Runner, seq: torch.Tensor, plans: Sequence[TreePlan], sampling: Sampling, *, step: int | None = None
-) -> tuple[list[Tree], list[torch.Tensor], list[torch.Tensor], list[list[int]]]:
+) -> tuple[list[Tree], list[torch.Tensor | None], list[torch.Tensor | None], list[list[int]], torch.Tensor | None]:
     """Grow one tree per plan for committed tokens ``seq`` [n] (module docstring).
 
     Returns the trees, the draft's law q and raw logits [n_internal_s, V] at each tree's internal nodes,
