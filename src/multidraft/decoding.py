@@ -29,6 +29,7 @@ from multidraft.limits import DEFAULT_MAX_TREE_NODES
 from multidraft.requests import check_pair, check_request
 from multidraft.results import GenerationResult, StepSummary, StepTrace, Stopwatch, expectation, result_of, tracer
 from multidraft.runners import Runner, as_runner
+from multidraft.runners.base import host_threads
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
 from multidraft.shapes import format_shape, parse_shape, shape_depth
@@ -70,34 +71,35 @@ def decode(
 
     ``observers`` see each whole step once it is done (untimed); the loop keeps only its summary.
     """
-    target.reset()
-    if draft is not None:
-        draft.reset()
-    out: list[int] = []
-    steps: list[StepSummary] = []
-    learn = getattr(policy, "observe", None)  # a policy that learns from each step sees it first
-    watch = Stopwatch(target, draft)
-    done = False
-    while not done:
-        plan = within(policy(seq, steps), max_new_tokens - len(out) - 1)  # no drafts past the tokens wanted
-        watch.lap("planning")
-        step = speculative_step(
-            target, draft, seq, [plan], sampling, verifier, generator, step=len(steps) + 1, lap=watch.lap
-        )
-        steps.append(StepSummary.of(step))
-        seq = torch.cat([seq, torch.tensor(step.walk.tokens, device=seq.device)])
-        emitted, done = finish(step.walk.tokens, out, max_new_tokens, stop)
-        out += emitted
-        if on_tokens is not None and emitted:
-            on_tokens(emitted)
-        watch.lap("verification")
-        if learn is not None:
-            learn(step)
+    with host_threads(target, draft):  # PyTorch on one thread while another engine computes
+        target.reset()
+        if draft is not None:
+            draft.reset()
+        out: list[int] = []
+        steps: list[StepSummary] = []
+        learn = getattr(policy, "observe", None)  # a policy that learns from each step sees it first
+        watch = Stopwatch(target, draft)
+        done = False
+        while not done:
+            plan = within(policy(seq, steps), max_new_tokens - len(out) - 1)  # no drafts past the tokens wanted
             watch.lap("planning")
-        for observe in observers:
-            observe(step)
-        watch.pause()
-    return out, steps, watch
+            step = speculative_step(
+                target, draft, seq, [plan], sampling, verifier, generator, step=len(steps) + 1, lap=watch.lap
+            )
+            steps.append(StepSummary.of(step))
+            seq = torch.cat([seq, torch.tensor(step.walk.tokens, device=seq.device)])
+            emitted, done = finish(step.walk.tokens, out, max_new_tokens, stop)
+            out += emitted
+            if on_tokens is not None and emitted:
+                on_tokens(emitted)
+            watch.lap("verification")
+            if learn is not None:
+                learn(step)
+                watch.lap("planning")
+            for observe in observers:
+                observe(step)
+            watch.pause()
+        return out, steps, watch
 
 
 @torch.no_grad()

@@ -136,7 +136,8 @@ def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_threa
     profile = linear_profile(0.02, 0.005)  # near the boundary: the evidence decides
     samples, kinds, looked_back = [], set(), 0
     for _ in range(800):
-        online = Watched(planner(prior, profile, every=1, max_new_tokens=4, min_evidence=1))
+        # planned as if 8 tokens were wanted, so that the last steps still expect to speculate later and watch
+        online = Watched(planner(prior, profile, every=1, max_new_tokens=8, min_evidence=1))
         online.online.generator = generator
         result = three_tokens(runners, prompt, online, generator)
         samples.append(result.tokens)
@@ -359,6 +360,25 @@ def test_plain_tokens_are_watched_and_speculation_resumes_where_the_draft_agrees
     assert resumed.scheme is not None and resumed.look_back == 1
 
 
+def test_plain_tokens_are_not_watched_where_no_candidate_could_pay(prior, monkeypatch):
+    """Draft forwards as dear as the target's (a llama.cpp-like engine): even the easy prompt's predictions lose
+    to plain decoding, so the draft reads nothing: plain steps keep no laws and never look back."""
+    from multidraft.planning import online as online_module
+
+    monkeypatch.setattr(online_module, "LOOK_BACK_AFTER", 4)
+    online = planner(prior, linear_profile(0.0, 0.1))
+    seq, row = torch.zeros(10, dtype=torch.long), torch.full((V,), 1 / V)
+    for t in range(12):
+        plan = online(seq, list(range(t)))
+        assert plan.scheme is None and plan.look_back == 0
+        online.observe(plain_step(plan, row))
+    assert not online._unread and not online.predictions[-1].watch
+    hopeful = planner(prior, linear_profile(0.002, 0.02))  # cheap drafts: the easy prompt would pay, so watch
+    hopeful.observed = list(prior.agreement[POSITIONS : POSITIONS + 8])
+    choice = hopeful.choose(10, 64)
+    assert choice.candidate.scheme is None and choice.watch
+
+
 def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     """However easy the text has been, a tree of depth D is never predicted more than D + 1 tokens a step."""
     table = PlanTable.of(prior, [Candidate("sps", (1, 1))])
@@ -391,6 +411,7 @@ def test_a_plain_stretch_read_back_starts_the_calibration_again(prior):
     online = planner(prior, linear_profile(0.001, 0.001))
     online._realised, online._ran = 0.0, [0, 0, 0, 0]
     assert online.calibration(online.table.tokens @ prior.posterior([])) < 1
+    online(torch.zeros(10, dtype=torch.long), [])
     plan = TreePlan(None, None, None)
     online._unread = [torch.full((V,), 1 / V)] * 2
     online.observe(plain_step(plan, torch.full((V,), 1 / V), looked_back=torch.full((2, V), 1 / V)))

@@ -53,6 +53,14 @@ evidence, and the next step is planned afresh.  So a plain stretch is
 watched, at the price of the draft reading each of its tokens once, and
 speculation resumes where the text becomes easy for the draft (a summary
 that starts to copy), not only where a blind probe happens to land.
+Watching is worth its price only where speculation could pay on some
+plausible text: a plain stretch is watched only if some candidate, at the
+prior's upper quantile 1 - :data:`DOUBT_LEVEL` of tokens per step (before
+any evidence: a text can change kind), beats plain decoding without the
+watching.  Where none does (an engine whose forwards cost in proportion to
+their rows, e.g. llama.cpp's quantised CPU kernels, where the draft reading
+a token costs half the target decoding it), the step decodes plainly and
+the draft reads nothing.
 
 **Calibration.**  The posterior can only mix recorded prompts, and the table
 assumes that a tree's depths follow recorded text; a prompt easier or harder
@@ -255,6 +263,7 @@ class Prediction:
     tokens_per_second: float
     plain_tokens_per_second: float
     index: int = -1  # the candidate's row in the plan table (-1: plain decoding)
+    watch: bool = True  # plain steps keep their laws for the draft to read (module docstring)
 
 
 @dataclass
@@ -280,6 +289,11 @@ class OnlinePlanner:
     _unread: list[torch.Tensor] = field(default_factory=list)  # p [V] of each plain token the draft has not read
     _fresh: bool = False  # the last step brought agreements of plain tokens: plan the next one afresh
 
+    @functools.cached_property
+    def prior_weight(self) -> np.ndarray:
+        """[J] the recorded prompts' weights before any evidence."""
+        return self.prior.posterior([])
+
     def calibration(self, mixed: np.ndarray) -> float:
         """r = (k + realised extra tokens) / (k + extra tokens the current mixture ``mixed`` [C] predicts for the
         candidates those steps ran), k = :data:`CALIBRATION_WEIGHT`, within :data:`CALIBRATION_RANGE` (module
@@ -298,7 +312,8 @@ class OnlinePlanner:
         if candidate not in self._plans:
             scheme = None if candidate.scheme is None else schemes.get(candidate.scheme)
             self._plans[candidate] = TreePlan(scheme, candidate.shape, self.generator, candidate.stop)
-        if self._unread and (candidate.scheme is not None or len(self._unread) >= LOOK_BACK_AFTER):
+        due = candidate.scheme is not None or (self._current.watch and len(self._unread) >= LOOK_BACK_AFTER)
+        if self._unread and due:
             return replace(self._plans[candidate], look_back=len(self._unread))
         return self._plans[candidate]
 
@@ -317,7 +332,7 @@ class OnlinePlanner:
             self._draft_behind = 0
         if step.plans[s].scheme is None:
             self._draft_behind += len(step.walk.tokens)
-            if self.adapt:
+            if self.adapt and self.predictions[-1].watch:
                 self._unread.append(step.p[s][0])  # [V]: the law the plain token was drawn from
             return
         self._draft_behind = 1
@@ -333,22 +348,26 @@ class OnlinePlanner:
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
         mixed = self.table.tokens @ weight  # [C]
         scale = self.calibration(mixed)
-        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, np.minimum(self.table.most_tokens, max(remaining, 1)))
+        most = np.minimum(self.table.most_tokens, max(remaining, 1))  # [C]
+        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, most)
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
-        watching = self.profile.draft(LOOK_BACK_AFTER + 1, context) / LOOK_BACK_AFTER if self.adapt else 0.0
-        plain = 1.0 / (autoregressive_step(self.profile, context) + watching)
+        plain_step = autoregressive_step(self.profile, context)
         behind = self._draft_behind or 1
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
         fixed, per_verified, per_leaf_end = self.table.seconds_at(self.profile, context)
         laws = np.einsum("cjd,j->cd", self.table.lengths, weight)  # [C, D] P(length) of stopped chains
         seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
         rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]
+        per_prompt = np.minimum(1.0 + (self.table.tokens - 1.0) * scale, most[:, None])  # [C, J]
+        high = lower_quantile(np.minimum(self.table.tokens, most[:, None]), self.prior_weight, 1.0 - DOUBT_LEVEL)
+        watch = self.adapt and bool((high / seconds > 1.0 / plain_step).any())  # speculation could pay here
+        watching = self.profile.draft(LOOK_BACK_AFTER + 1, context) / LOOK_BACK_AFTER if watch else 0.0
+        plain = 1.0 / (plain_step + watching)
         low = tokens
         if len(self.observed) >= self.min_evidence:
-            per_prompt = 1.0 + (self.table.tokens - 1.0) * scale  # [C, J]
             low = np.minimum(low, lower_quantile(per_prompt, weight, DOUBT_LEVEL))
         safe = low / (seconds * (1 + COST_MARGIN)) > plain  # [C] beats plain decoding with the margins
         if not safe.any():
-            return Prediction(Candidate(None, None), 1.0, plain, plain)
+            return Prediction(Candidate(None, None), 1.0, plain, plain, watch=watch)
         best_c = int(np.argmax(np.where(safe, rates, -np.inf)))
         return Prediction(self.table.candidates[best_c], float(tokens[best_c]), float(rates[best_c]), plain, best_c)

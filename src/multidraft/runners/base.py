@@ -25,7 +25,8 @@ runner returns, whichever engine computes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -82,3 +83,22 @@ def read_as_decoder(runner: Runner, sequence: torch.Tensor, prompt_length: int) 
             )
         )
     return torch.cat(rows)
+
+
+@contextlib.contextmanager
+def host_threads(*runners: Runner | None) -> Iterator[None]:
+    """PyTorch on one thread while no runner of ``runners`` is PyTorch's (e.g. llama.cpp runs both models).
+
+    Then PyTorch only samples and verifies between the engine's forwards, a millisecond's work a step on
+    vocabulary-sized rows; with more threads its idle OpenMP workers spin on the cores the engine's own
+    threads compute on.  The previous thread count is restored on exit.
+    """
+    if any(runner is not None and runner.engine == "torch" for runner in runners):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
