@@ -32,16 +32,16 @@ def main() -> int:
         prompts = sorted(set.intersection(*(set(r) for r in runs.values())))
         sums = {label: per_prompt(r, prompts) for label, r in runs.items()}
         print(f"T = {temperature:g}, {len(prompts)} prompts")
-        for a, b in SPEED:
+        for a, b in [(a, b) for a, b in SPEED if a in sums and b in sums]:
             value, interval = paired_ratio_quotient(
                 (sums[a]["tokens"], sums[a]["seconds"]), (sums[b]["tokens"], sums[b]["seconds"])
             )
-            print(f"  tokens/s {a} / {b}: {value:.3f} {interval}")
-        for a, b in TOKENS:
+            print(f"  tokens/s {a} / {b}: {value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]")
+        for a, b in [(a, b) for a, b in TOKENS if a in sums and b in sums]:  # the pairs this run has
             value, interval = paired_ratio_difference(
                 (sums[a]["expected"], sums[a]["steps"]), (sums[b]["expected"], sums[b]["steps"])
             )
-            print(f"  tokens/call (exact expectation) {a} - {b}: {value:+.3f} {interval}")
+            print(f"  tokens/call (exact expectation) {a} - {b}: {value:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]")
     return 0
 
 

@@ -140,3 +140,11 @@ def test_two_first_runs_profiling_at_once_measure_once_and_plan_from_the_same_pr
     assert (
         sum("waiting for another multidraft process to finish profiling this machine" in err for _, err in outputs) == 1
     )
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_a_cached_plan_file_gives_one_object_per_process(pair, measured, kind):
+    """Read twice, the same cached content is the same object, so what the planner derives from it (its table,
+    and the table's seconds per profile) is built once per process, not at every generation."""
+    cached = CASES[kind][0]
+    assert cached(pair) is cached(pair) and measured == [kind]

@@ -59,7 +59,7 @@ prior's upper quantile 1 - :data:`DOUBT_LEVEL` of tokens per step (before
 any evidence: a text can change kind), beats plain decoding without the
 watching.  Where none does (an engine whose forwards cost in proportion to
 their rows, e.g. llama.cpp's quantised CPU kernels, where the draft reading
-a token costs half the target decoding it), the step decodes plainly and
+a token costs a third of the target decoding it), the step decodes plainly and
 the draft reads nothing.
 
 **Calibration.**  The posterior can only mix recorded prompts, and the table
