@@ -196,6 +196,19 @@ def test_bench_generate_compares_the_engines_in_one_run(ggufs, cache, tmp_path, 
     assert "llama-plain" in capsys.readouterr().out
 
 
+def test_bench_paired_compares_verifiers_at_the_same_contexts_on_llama_cpp(ggufs, cache, no_torch_model, tmp_path):
+    argv = ["bench", "paired", "--engine", "llama", "--target", str(ggufs[0]), "--draft", str(ggufs[1])]
+    argv += ["--threads", "1", "--schemes", "sps,topk:match", "--tree", "1x3", "--prompts", "2"]
+    assert main([*argv, "--new-tokens", "6", "--temperatures", "1.0", "--out", str(tmp_path / "out")]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "out" / "paired.jsonl").read_text().splitlines()]
+    header, records = lines[0]["header"], lines[1:]
+    assert (header["engine"], header["threads"]) == ("llama", 1) and len(records) == 2
+    for record in records:
+        sps, match = record["expected"]["sps"]["3"], record["expected"]["topk:match"]["3"]
+        assert len(sps) == len(match) > 0  # one exact expectation per step for each, at the same contexts
+        assert all(1 - 1e-6 <= value <= 4 + 1e-6 for value in sps + match)  # a chain of 3 emits 1 to 4 tokens
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [

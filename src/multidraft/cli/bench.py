@@ -61,6 +61,7 @@ def register(subparsers) -> None:
 
     paired = commands.add_parser("paired", help="schemes compared at the same contexts (resumable)")
     add_model_arguments(paired)
+    add_engine_arguments(paired, ("torch", "llama"), "torch")
     _add_run_arguments(paired, prompts=12, new_tokens=64)
     paired.add_argument(
         "--schemes",
@@ -240,9 +241,7 @@ def run_generate(args: argparse.Namespace) -> int:
         choose_engine,
         gguf_paths,
         llama_available,
-        load_llama_pair,
         load_llama_plain,
-        load_pair,
         load_torch_target,
     )
     from multidraft.bench.store import ResultStore
@@ -267,16 +266,9 @@ def run_generate(args: argparse.Namespace) -> int:
     store = ResultStore(
         args.out / f"{args.name}.jsonl", header, ("temperature", "config", "prompt"), resume=args.resume
     )
-    # KV cells: the prompt (its user text cut to --max-prompt-tokens, plus a chat template), the tokens, a tree
-    context = args.max_prompt_tokens + 512 + args.new_tokens
+    context = _context(args)
     torch_threads = args.threads or torch.get_num_threads()
-    if engine == "llama":
-        torch.set_num_threads(1)  # torch only samples: llama.cpp's threads get the cores
-        pair = load_llama_pair(args.target, args.draft, threads=threads, context=context)
-    else:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+    pair = _load_engine_pair(engine, args, threads, context)
     hf_pair = None
     if generate.HF_ASSISTED in asked:
         from multidraft.bench.hf_assisted import load_hf_pair
@@ -312,6 +304,27 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _context(args: argparse.Namespace) -> int:
+    """KV cells of a run: the prompt (its user text cut to --max-prompt-tokens, plus a chat template), the
+    tokens, a tree."""
+    return args.max_prompt_tokens + 512 + args.new_tokens
+
+
+def _load_engine_pair(engine: str, args: argparse.Namespace, threads: int, context: int):
+    """The pair on its engine: both GGUF files on llama.cpp (PyTorch then only samples, on one thread, so that
+    llama.cpp's threads get the cores), or the PyTorch pair with ``--threads`` as torch's threads."""
+    import torch
+
+    from multidraft.bench.inputs import load_llama_pair, load_pair
+
+    if engine == "llama":
+        torch.set_num_threads(1)
+        return load_llama_pair(args.target, args.draft, threads=threads, context=context)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+
+
 def _bundled_hf_paths() -> tuple:
     from multidraft.models import bundled_pair
 
@@ -323,15 +336,19 @@ def run_paired(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from multidraft.bench import paired, report
-    from multidraft.bench.inputs import load_pair
+    from multidraft.bench.inputs import choose_engine
     from multidraft.bench.store import ResultStore
 
     temperatures = _checked_run_arguments(args)
     names = [name.strip() for name in args.schemes.split(",") if name.strip()]
     paired.check_plan(names, args.tree)
-    header = _run_header(args, temperatures, schemes=names, tree=args.tree, draft_randomness="common per step")
+    engine = choose_engine(args.engine, args.target, args.draft)
+    check_engine_options(engine, args)
+    threads = args.threads or os.cpu_count() or 1
+    extra = {"engine": engine, "threads": threads} if engine != "torch" else {}  # torch runs keep their headers
+    header = _run_header(args, temperatures, schemes=names, tree=args.tree, draft_randomness="common per step", **extra)
     store = ResultStore(args.out / f"{args.name}.jsonl", header, ("temperature", "prompt"), resume=args.resume)
-    pair = load_pair(args.target, args.draft, draft_precision=args.draft_precision, draft_vocab=args.draft_vocab)
+    pair = _load_engine_pair(engine, args, threads, _context(args))
     prompts = _encoded_prompts(pair, args)
     with tqdm(total=len(temperatures) * len(prompts), desc="paired", unit="prompt") as bar:
         for temperature in temperatures:
