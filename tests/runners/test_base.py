@@ -1,4 +1,4 @@
-"""The runner seam's helpers: PyTorch's threads while another engine computes."""
+"""The runner seam's shared functions: PyTorch's threads while another engine computes."""
 
 from __future__ import annotations
 
