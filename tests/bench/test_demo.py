@@ -66,3 +66,23 @@ def test_small_runs_at_once_each_publish_a_whole_file(tmp_path, monkeypatch):
     assert valid == path.stat().st_size and len(lines) == 4
     assert len({line["run"] for line in lines[1:]}) == 1  # one run's records, not a mixture
     assert sorted(p.name for p in path.parent.iterdir()) == ["small.jsonl"]
+
+
+def test_the_small_run_compares_plain_sampling_with_auto_as_users_call_it(tmp_path, monkeypatch):
+    """The planner's plans need not be fixed configurations (a chain stopped where the draft doubts, plain
+    decoding), so the small run runs ``auto`` itself; on tiny models, with a stand-in cost measurement."""
+    import torch
+
+    from multidraft import planning
+    from multidraft.bench.inputs import ModelPair
+    from tests.support.models import tiny_llama
+    from tests.support.planning import linear_profile
+
+    monkeypatch.setenv("MULTIDRAFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(planning, "measure", lambda *a, **k: linear_profile(0.001, 0.002))
+    pair = ModelPair(tiny_llama(0, layers=2), tiny_llama(1, layers=2), None, {}, (None, None))
+    configs = bench.parse_configs(demo.SMALL_CONFIGS)
+    prompts = [torch.tensor([3, 1, 4]), torch.tensor([1, 5])]
+    records = demo.small_run(pair, configs, prompts, tmp_path / "small.jsonl", top_k=None, top_p=None)
+    assert sorted({r["config"] for r in records}) == ["auto", "autoregressive"] and len(records) == 4
+    assert all(len(r["tokens"]) == demo.SMALL_TOKENS for r in records)

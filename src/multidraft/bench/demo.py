@@ -7,8 +7,10 @@
    (``scheme="auto", tree="auto"``; the first use profiles the machine, about
    a minute), streamed with the accepted drafts marked.
 3. A small interleaved run (:data:`SMALL_PROMPTS` prompts x :data:`SMALL_TOKENS`
-   tokens, T = 1): autoregressive sampling against the planner's choice, with
-   its size stated and no intervals (too few prompts).  Its results file
+   tokens, T = 1): autoregressive sampling against ``auto`` as users call it
+   (re-planning as it goes; its plans need not be fixed configurations, e.g.
+   a chain stopped where the draft doubts), with its size stated and no
+   intervals (too few prompts).  Its results file
    (``$MULTIDRAFT_CACHE/demo/small.jsonl`` unless ``--out``) is written under a
    private temporary name and renamed into place when complete, so demos run at
    once, or interrupted, never leave it half-written.
@@ -26,6 +28,8 @@ COMMITTED = ("speed.md", "speed_prediction.md", "paired_schemes.md", "paired_cha
 RESULTS = Path("benchmarks/results")
 SMALL_PROMPTS = 2
 SMALL_TOKENS = 32
+#: The small run's configurations: plain sampling against the planner, as users call it.
+SMALL_CONFIGS = "autoregressive auto"
 LIVE_PROMPT = "Write a Python function that checks whether a string is a palindrome, with a short docstring."
 
 
@@ -93,7 +97,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         "(too few prompts for intervals: this shows the commands work, the committed tables above are the evidence)\n"
     )
-    configs = [bench.Config(bench.AUTOREGRESSIVE), bench.Config(result.scheme, result.tree)]
+    configs = bench.parse_configs(SMALL_CONFIGS)
     prompts = [encode(pair.tokenizer, p, 128) for p in pick_prompts(SMALL_PROMPTS)]
     from multidraft.models import cache_dir
 
