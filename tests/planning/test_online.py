@@ -12,9 +12,19 @@ from multidraft import verifiers
 from multidraft.decoding import run
 from multidraft.planning.acceptance import rank_rates, stop_rates
 from multidraft.planning.cost import expected_tree, step_seconds, stop_chain_rates
-from multidraft.planning.online import Candidate, OnlinePlanner, PlanTable, candidates_for, lower_quantile
+from multidraft.planning.online import (
+    CALIBRATION_EVENTS,
+    CALIBRATION_RANGE,
+    Candidate,
+    OnlinePlanner,
+    PlanTable,
+    candidates_for,
+    hazards,
+    lower_quantile,
+)
 from multidraft.planning.prior import Prior
 from multidraft.runners import TorchRunner
+from multidraft.shapes import shape_depth
 from multidraft.step import TreePlan
 from tests.support.exact_law import assert_law, sequence_law
 from tests.support.planning import linear_profile
@@ -304,29 +314,64 @@ def fake_profile_with_slopes():
     return profile
 
 
-def test_calibration_scales_predicted_extra_tokens_by_what_the_steps_emitted(prior):
-    """Steps that emit more than the current mixture predicts for them raise every candidate's prediction
-    (shrunk towards 1, bounded)."""
+def whole_tree_step(plan) -> SimpleNamespace:
+    """What the planner reads of a speculative step whose walk took every level of ``plan``'s tree."""
+    walk = SimpleNamespace(tokens=list(range(shape_depth(plan.shape) + 1)), visited=[])
+    return SimpleNamespace(driver=0, plans=[plan], walk=walk, looked_back=torch.zeros(0, V))
+
+
+def test_steps_that_take_their_whole_tree_lower_the_hazards_and_raise_every_prediction(prior):
+    """Four steps that took their whole tree: exposure, no event, so s = k / (k + exposure) < 1 and every
+    candidate is predicted more; four that ended at the root: four events, s > 1."""
     online = planner(prior, linear_profile(0.001, 0.001))
     before = online.choose(10, 64)
-    mixed = online.table.tokens @ online.prior.posterior([])
-    assert online.calibration(mixed) == 1.0 and mixed[before.index] == pytest.approx(before.tokens_per_step)
+    weight = prior.posterior([])  # no agreements seen: the posterior stays the prior
+    assert online.calibration(weight) == 1.0
+    assert online.table.tokens[before.index] @ weight == pytest.approx(before.tokens_per_step)
     plan = online(torch.zeros(10, dtype=torch.long), [])  # the step's prediction is ``before``'s
     assert plan.scheme is not None and online.predictions[-1] == before
-    emitted = list(range(int(round(before.tokens_per_step)) + 1))  # one token more than predicted
-    for _ in range(4):  # four speculative steps (no agreements seen: the posterior stays the prior)
-        walk = SimpleNamespace(tokens=emitted, visited=[])
-        online.observe(SimpleNamespace(driver=0, plans=[plan], walk=walk, looked_back=torch.zeros(0, V)))
-    realised, predicted = 4 * (len(emitted) - 1), 4 * (before.tokens_per_step - 1)
-    scale = online.calibration(mixed)
-    assert 1 < scale < 2 and scale == pytest.approx((8 + realised) / (8 + predicted))
+    for _ in range(4):
+        online.observe(whole_tree_step(plan))
+    depth = shape_depth(plan.shape)
+    reach = np.einsum("jd,j->d", online.table.depth_reach[before.index], weight)  # [D]
+    exposure = 4 * hazards(reach)[:depth].sum()
+    scale = online.calibration(weight)
+    assert scale == pytest.approx(CALIBRATION_EVENTS / (CALIBRATION_EVENTS + exposure)) and scale < 1
     after = online.choose(10, 64)
-    if after.candidate == before.candidate:
-        assert after.tokens_per_step - 1 == pytest.approx((before.tokens_per_step - 1) * scale)
     assert after.tokens_per_second > before.tokens_per_second
-    online._realised = 0.0  # far fewer than predicted: the ratio stops at 1/2
-    assert online.calibration(mixed) == 0.5
+    assert (online.table.tokens_given(scale, 63) >= online.table.tokens - 1e-12).all()
+    online._ran = [(before.index, 1, True)] * 4  # four steps whose walk ended at the root
+    assert online.calibration(weight) == pytest.approx(
+        (CALIBRATION_EVENTS + 4) / (CALIBRATION_EVENTS + 4 * hazards(reach)[0])
+    )
 
+
+def test_scaled_hazards_give_the_closed_form_of_a_chain(prior):
+    """A chain of two with per-depth reach R(1), R(2): with hazards scaled by s, E tokens =
+    1 + (1 - s h1) + (1 - s h1)(1 - s h2), h1 = 1 - R(1), h2 = 1 - R(2) / R(1), per recorded prompt."""
+    table = PlanTable.of(prior, [Candidate("sps", (1, 1))])
+    reach = table.depth_reach[0]  # [J, 2]
+    h1, h2 = 1 - reach[:, 0], 1 - reach[:, 1] / reach[:, 0]
+    for s in (0.5, 1.0, 1.7):
+        first = 1 - np.minimum(1, s * h1)
+        expected = 1 + first + first * (1 - np.minimum(1, s * h2))
+        assert table.tokens_given(s, 2)[0] == pytest.approx(expected, rel=1e-12)
+    assert table.tokens_given(1.0, 2)[0] == pytest.approx(table.tokens[0], rel=1e-12)
+    assert table.tokens_given(0.5, 1)[0] == pytest.approx(1 + 1 - np.minimum(1, 0.5 * h1), rel=1e-12)
+
+
+def test_a_shallow_tree_taken_whole_teaches_that_a_deeper_one_pays(prior):
+    """Censoring: a chain of one that always takes its draft emits at most 2 tokens, so a ratio of realised
+    to predicted tokens could not exceed 2 / predicted; the hazards learn that the text goes on, and a deeper
+    chain's prediction rises above what the shallow chain's ratio would give it."""
+    table = PlanTable.of(prior, [Candidate("sps", (1,)), Candidate("sps", (1, 1, 1, 1))])
+    online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
+    weight = prior.posterior([])
+    online._ran = [(0, 1, False)] * 12  # twelve steps of the chain of one, each taking its draft
+    scale = online.calibration(weight)
+    mixed = table.tokens @ weight  # [2]
+    ratio = 2.0 / mixed[0]  # realised over predicted tokens of the shallow chain, its largest possible value
+    assert table.tokens_given(scale, 63)[1] @ weight > 1 + ratio * (mixed[1] - 1)
 
 def plain_step(plan, p_row: torch.Tensor, looked_back: torch.Tensor | None = None) -> SimpleNamespace:
     """What the planner reads of a plain step that drew its token from ``p_row`` [V]."""
@@ -380,42 +425,44 @@ def test_plain_tokens_are_not_watched_where_no_candidate_could_pay(prior, monkey
 
 
 def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
-    """However easy the text has been, a tree of depth D is never predicted more than D + 1 tokens a step."""
+    """However easy the text has been, a tree of depth D is never predicted more than D + 1 tokens a step, nor
+    more than the tokens still wanted."""
     table = PlanTable.of(prior, [Candidate("sps", (1, 1))])
     online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
     uncalibrated = online.choose(10, 64).tokens_per_step
-    assert 1 + 2 * (uncalibrated - 1) > 3  # doubling the extra tokens would pass the chain's 2 drafts + 1
-    online._realised, online._ran = 1000.0, [0]  # the ratio at its bound of 2
-    assert online.calibration(table.tokens @ prior.posterior([])) == 2.0
-    assert online.choose(10, 64).tokens_per_step == 3.0
+    online._ran = [(0, 2, False)] * 1000  # the hazards' multiplier at its lower bound
+    assert online.calibration(prior.posterior([])) == CALIBRATION_RANGE[0]
+    assert uncalibrated < online.choose(10, 64).tokens_per_step <= 3.0
+    assert online.choose(10, 2).tokens_per_step <= 2.0
 
 
 def test_a_candidate_that_beats_plain_decoding_with_the_margins_runs_when_the_fastest_does_not(prior):
     """The fastest by its mean prediction is skewed (one recorded prompt predicts 20 tokens, the other 1.05)
     and fails the lower-quantile margin; a steadier candidate passes it, so the step speculates with that one."""
     table = PlanTable.of(prior, [Candidate("sps", (1, 1)), Candidate("sps", (1,))])
-    table.tokens = np.array([[20.0, 1.05], [1.9, 1.9]])  # [C, J]
+    table.depth_reach = np.zeros((2, 2, 19))  # [C, J, D]: E tokens [[20, 1.05], [1.9, 1.9]]
+    table.depth_reach[0, 0], table.depth_reach[0, 1, 0], table.depth_reach[1, :, 0] = 1.0, 0.05, 0.9
     online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
     online.observed = list(prior.agreement[:4]) + list(prior.agreement[POSITIONS : POSITIONS + 4])
     weight = prior.posterior(online.observed)
     assert weight.min() > 0.2  # both prompts plausible: the skewed candidate's quantile is 1.05
     choice = online.choose(10, 64)
     assert choice.candidate == Candidate("sps", (1,)) and choice.tokens_per_step == pytest.approx(1.9)
-    table.tokens[1] = 1.05  # no candidate passes: plain decoding
+    table.depth_reach[1, :, 0] = 0.05  # no candidate passes: plain decoding
     assert online.choose(10, 64).candidate == Candidate(None, None)
 
 
 def test_a_plain_stretch_read_back_starts_the_calibration_again(prior):
-    """Steps before a plain stretch emitted far fewer tokens than predicted; once the draft has read the
+    """Steps before a plain stretch ended earlier than predicted; once the draft has read the
     stretch back, the calibration counts only the steps after it."""
     online = planner(prior, linear_profile(0.001, 0.001))
-    online._realised, online._ran = 0.0, [0, 0, 0, 0]
-    assert online.calibration(online.table.tokens @ prior.posterior([])) < 1
+    online._ran = [(0, 1, True)] * 4  # four walks that ended at the root
+    assert online.calibration(prior.posterior([])) > 1
     online(torch.zeros(10, dtype=torch.long), [])
     plan = TreePlan(None, None, None)
     online._unread = [torch.full((V,), 1 / V)] * 2
     online.observe(plain_step(plan, torch.full((V,), 1 / V), looked_back=torch.full((2, V), 1 / V)))
-    assert online.calibration(online.table.tokens @ prior.posterior([])) == 1.0
+    assert online.calibration(prior.posterior([])) == 1.0
 
 
 def test_the_lower_quantile_of_the_posterior():

@@ -69,7 +69,9 @@ def _rank_rates(rates: RankRates, scheme: str, k: int, depth: int, starts):
 @dataclass(frozen=True)
 class TreeRates:
     """What a tree's rates give, per recorded start where the rates are per position (else plain numbers):
-    E tokens, E nodes verified and P(leaf end); E nodes per level; whether the draft reads each level."""
+    E tokens, E nodes verified and P(leaf end); E nodes per level; whether the draft reads each level; and
+    per depth d = 1..D the chance the walk reaches depth d (the sum of reach(v) over the nodes at d; the
+    walk follows one path, so these are disjoint), whose sum is E tokens - 1."""
 
     tokens: np.ndarray | float
     verified: np.ndarray | float
@@ -77,6 +79,7 @@ class TreeRates:
     level_nodes: list[float]
     read: list[bool]
     starts: np.ndarray | None  # the recorded starts the arrays run over
+    depth_reach: list  # [D] P(the walk reaches depth d), each [T] or a plain number
 
 
 def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
@@ -86,7 +89,7 @@ def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
     if starts is not None and len(starts) == 0:
         starts = None  # no recorded text as long as the tree is deep: fall back to the mean rates
     reach, exist = [1.0], [1.0]  # per template node, breadth first
-    level_nodes, verified, leaf_end, read = [1.0], 0.0, 0.0, []
+    level_nodes, verified, leaf_end, read, depth_reach = [1.0], 0.0, 0.0, [], []
     start = 0
     for depth, level in enumerate(template.levels):
         read.append(any(k > 0 for k in level))
@@ -104,20 +107,23 @@ def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
         reach += next_reach
         exist += next_exist
         level_nodes.append(sum(next_exist))
+        depth_reach.append(sum(next_reach))
     leaf_end += sum(reach[start:])  # the last level: all leaves
-    return TreeRates(1.0 + sum(reach[1:]), verified, leaf_end, level_nodes, read, starts)
+    return TreeRates(1.0 + sum(reach[1:]), verified, leaf_end, level_nodes, read, starts, depth_reach)
 
 
 @dataclass(frozen=True)
 class StopChainRates:
     """A chain of at most ``depth`` drafts stopped on the draft's confidence, per recorded start t:
-    E tokens, E nodes verified, P(the walk ends at a leaf) [T], and the law of the chain's length [T, depth]."""
+    E tokens, E nodes verified, P(the walk ends at a leaf) [T], the law of the chain's length [T, depth],
+    and the chance the walk reaches depth d = 1..depth [T, depth]."""
 
     tokens: np.ndarray
     verified: np.ndarray
     leaf_end: np.ndarray
     lengths: np.ndarray
     starts: np.ndarray
+    depth_reach: np.ndarray
 
 
 def stop_chain_rates(stops: dict, agreement, sequence, tau: float, depth: int) -> StopChainRates:
@@ -128,7 +134,7 @@ def stop_chain_rates(stops: dict, agreement, sequence, tau: float, depth: int) -
     c = sum_{q >= tau} q (the chain goes on).  With B_d = beta_1 ... beta_d and C_d = c_1 ... c_d:
 
     * E tokens = 1 + sum_{d=1}^{D} B_{d-1} a_d (draft d counts if drafts 1..d-1 were accepted and
-      confident and draft d is accepted);
+      confident and draft d is accepted: the walk reaches depth d with probability B_{d-1} a_d);
     * E nodes verified = 1 + sum_{d=1}^{D-1} B_d (the root, and node d when the walk reaches it and it
       has a child);
     * P(leaf end) = sum_{d<D} B_{d-1} (a_d - beta_d) + B_{D-1} a_D (all drafts accepted);
@@ -146,13 +152,14 @@ def stop_chain_rates(stops: dict, agreement, sequence, tau: float, depth: int) -
     window = starts[:, None] + np.arange(depth)  # [T, D]
     a, b, c = agree[window], beta[window], going[window]
     before = np.cumprod(np.concatenate([np.ones((len(starts), 1)), b[:, :-1]], 1), 1)  # B_{d-1} [T, D]
-    tokens = 1.0 + (before * a).sum(1)
+    depth_reach = before * a  # [T, D]
+    tokens = 1.0 + depth_reach.sum(1)
     verified = 1.0 + (before[:, 1:]).sum(1)  # B_d for d = 1..D-1
     last = np.concatenate([np.clip(a[:, :-1] - b[:, :-1], 0.0, None), a[:, -1:]], 1)  # [T, D]
     leaf_end = (before * last).sum(1)
     reached = np.cumprod(np.concatenate([np.ones((len(starts), 1)), c[:, :-1]], 1), 1)  # C_{L-1} [T, D]
     ends = np.concatenate([np.clip(1.0 - c[:, :-1], 0.0, None), np.ones((len(starts), 1))], 1)
-    return StopChainRates(tokens, verified, leaf_end, reached * ends, starts)
+    return StopChainRates(tokens, verified, leaf_end, reached * ends, starts, depth_reach)
 
 
 def linear_step_seconds(

@@ -11,7 +11,9 @@ expected tokens per step, nodes verified and chance of ending at a leaf,
 averaged over j's recorded starts (:func:`multidraft.planning.cost.tree_rates`).
 The table depends on the prior only and is built once.
 
-**Re-planning** every ``every`` steps: the posterior weights w of the
+**Re-planning** before every step (``every`` = 1; a re-plan costs about 2 ms
+on the bundled pair's table, a step 0.1-1 s, and a code prompt may take only
+four steps of long chains for 64 tokens): the posterior weights w of the
 recorded prompts given the agreements seen so far
 (:meth:`multidraft.planning.prior.Prior.posterior`) mix the table,
 E_w[tokens | c] = sum_j w_j tokens[c, j], and the profile turns each
@@ -65,17 +67,27 @@ the draft reads nothing.
 **Calibration.**  The posterior can only mix recorded prompts, and the table
 assumes that a tree's depths follow recorded text; a prompt easier or harder
 than every recorded one is then predicted too low or too high.  The planner
-also counts, over the speculative steps since the last plain stretch (a text
-whose difficulty changed is judged afresh), the extra tokens each
-step emitted (beyond the one every step emits) against the extra tokens the
-current mixture predicts for the candidate it ran (the current one, so that
-evidence the posterior has already taken in is not counted twice), and
-scales every candidate's predicted extra tokens by
-r = (k + realised) / (k + predicted), a ratio estimator shrunk
-towards 1 by k predicted tokens' worth of prior belief and kept within
-[1/2, 2]; no candidate is predicted more than its depth + 1 tokens, the most
-a step of it can emit, nor more than the tokens still wanted (the decoder
-cuts every tree to that depth: :func:`multidraft.step.within`).  Like the posterior it reads only steps already taken.
+therefore also fits one multiplier s of the per-depth *hazards*, over the
+speculative steps since the last plain stretch (a text whose difficulty
+changed is judged afresh).  With R_c(d) the current mixture's chance that
+candidate c's walk reaches depth d (:attr:`PlanTable.depth_reach`),
+h_c(d) = 1 - R_c(d) / R_c(d - 1) is the chance that it ends at depth d - 1
+once there (a rejection, or a stopped chain's stop).  A step of c whose walk
+reached depth L of a tree cut to depth D was exposed to h_c(1), ..,
+h_c(min(L + 1, D)), and ended early (an *event*) if L < D.  Under hazards
+s h the events are about Poisson with mean s times the exposure (a
+proportional-hazards model), so with a Gamma(k, k) prior on s the estimate is
+s = (k + events) / (k + exposure), k = :data:`CALIBRATION_EVENTS`, kept
+within :data:`CALIBRATION_RANGE`.  The current mixture is used so that
+evidence the posterior has already taken in is not counted twice.  A step
+that takes its whole tree adds exposure and no event, so the evidence that a
+deeper tree would have gone on is kept: a ratio of realised to predicted
+tokens is censored at the depth of the trees that ran, and can never learn
+that a deeper one pays.  Every candidate is then predicted, per recorded
+prompt j, with hazards min(1, s h_{c,j}(d)) at depths up to the tokens still
+wanted less one (the decoder cuts every tree there:
+:func:`multidraft.step.within`).  Like the posterior it reads only steps
+already taken.
 """
 
 from __future__ import annotations
@@ -105,7 +117,7 @@ from multidraft.step import Step, TreePlan
 #: Relative error allowed for the cost model's seconds per step before speculation is chosen.
 COST_MARGIN = 0.12
 #: Steps between re-plans.
-EVERY = 4
+EVERY = 1
 #: Agreements observed before the posterior's spread counts against speculation (until then: its mean).
 MIN_EVIDENCE = 8
 #: The posterior's lower quantile of tokens per step that must still beat plain decoding (Phi(-1)).
@@ -116,10 +128,10 @@ MAX_NODES = 64
 WINDOW = 48
 #: Plain tokens after which the draft reads them (one batched forward) and their agreements join the evidence.
 LOOK_BACK_AFTER = 16
-#: Weight, in predicted extra tokens, of the calibration's prior ratio of 1.
-CALIBRATION_WEIGHT = 8.0
-#: Bounds of the calibration ratio.
-CALIBRATION_RANGE = (0.5, 2.0)
+#: Weight, in events (steps that ended early), of the calibration's prior multiplier of 1.
+CALIBRATION_EVENTS = 2.0
+#: Bounds of the calibration's hazard multiplier.
+CALIBRATION_RANGE = (0.1, 10.0)
 #: Longest confidence-stopped chains considered online.
 STOP_DEPTHS = (6, 10, 16, 20, 28)
 
@@ -136,10 +148,11 @@ class Candidate:
 
 @dataclass
 class PlanTable:
-    """Per candidate c and recorded prompt j: E tokens per step, E nodes verified, P(leaf end) (module docstring)."""
+    """Per candidate c and recorded prompt j: P(the walk reaches depth d), E nodes verified, P(leaf end) (module
+    docstring)."""
 
     candidates: list[Candidate]
-    tokens: np.ndarray  # [C, J]
+    depth_reach: np.ndarray  # [C, J, D] P(the walk reaches depth d = 1..D); 0 below a candidate's depth
     verified: np.ndarray  # [C, J]
     leaf_end: np.ndarray  # [C, J]
     level_nodes: list[list[float]]  # [C] E nodes per level (the rates' means)
@@ -147,10 +160,23 @@ class PlanTable:
     lengths: np.ndarray  # [C, J, D] P(a stopped chain has L = 1..D drafts) per recorded prompt; others: L = "1"
     _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context) -> (profile, 3 arrays)
 
+    @property
+    def tokens(self) -> np.ndarray:
+        """[C, J] E tokens per step: the root's token and one per depth reached."""
+        return 1.0 + self.depth_reach.sum(-1)
+
     @functools.cached_property
-    def most_tokens(self) -> np.ndarray:
-        """[C] the most tokens one step of each candidate can emit: its depth + 1."""
-        return 1.0 + np.array([shape_depth(c.shape) for c in self.candidates], dtype=np.float64)
+    def hazard(self) -> np.ndarray:
+        """[C, J, D] per candidate and recorded prompt (:func:`hazards`)."""
+        return hazards(self.depth_reach)
+
+    def tokens_given(self, scale: float, depth: int) -> np.ndarray:
+        """[C, J] E tokens per step with every hazard scaled by ``scale`` (capped at 1) and trees cut to ``depth``
+        (module docstring: calibration)."""
+        if scale == 1.0:  # the recorded reach itself
+            return 1.0 + self.depth_reach[..., :depth].sum(-1)
+        surviving = np.cumprod(1.0 - np.minimum(1.0, scale * self.hazard[..., :depth]), -1)  # [C, J, depth]
+        return 1.0 + surviving.sum(-1)
 
     @classmethod
     def of(cls, prior: Prior, candidates: Sequence[Candidate]) -> PlanTable:
@@ -158,9 +184,10 @@ class PlanTable:
         and recorded texts at least as long as they are deep)."""
         prompts = prior.prompts
         count = int(prompts.max()) + 1
-        rows = {"tokens": [], "verified": [], "leaf_end": []}
-        kept, level_nodes, read, lengths = [], [], [], []
+        rows = {"verified": [], "leaf_end": []}
+        kept, level_nodes, read, lengths, reach = [], [], [], [], []
         longest = max([shape_depth(c.shape) for c in candidates if c.stop] + [1])
+        deepest = max(shape_depth(c.shape) for c in candidates)
         for candidate in candidates:
             if candidate.stop:
                 if candidate.stop not in prior.stops.get("thresholds", ()):
@@ -181,10 +208,13 @@ class PlanTable:
                 read.append(tree.read)
             for name in rows:
                 rows[name].append(per_prompt(getattr(tree, name), tree.starts, prompts, count))
+            depth_reach = tree.depth_reach.T if candidate.stop else tree.depth_reach  # [D] rows [T] (or numbers)
+            by_depth = [per_prompt(row, tree.starts, prompts, count) for row in depth_reach]
+            reach.append(np.stack(by_depth + [np.zeros(count)] * (deepest - len(by_depth)), 1))  # [J, deepest]
             kept.append(candidate)
         if not kept:
             raise ValueError("the prior rates none of the candidates (stopped chains need its stop rates)")
-        return cls(kept, *(np.array(rows[name]) for name in rows), level_nodes, read, np.stack(lengths))
+        return cls(kept, np.stack(reach), *(np.array(rows[name]) for name in rows), level_nodes, read, np.stack(lengths))
 
     def seconds_at(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per candidate, seconds per step = (fixed [C, D] * P(length)).sum(-1) + per_verified [C] * E verified
@@ -217,6 +247,13 @@ class PlanTable:
                     )
             self._seconds[key] = profile, (fixed, per_verified, per_leaf_end)
         return self._seconds[key][1]
+
+
+def hazards(reach: np.ndarray) -> np.ndarray:
+    """h(d) = 1 - R(d) / R(d - 1), R(0) = 1, from ``reach`` [..., D] = R(1..D): the chance the walk ends at
+    depth d - 1 once there (1 where it cannot go on) [..., D]."""
+    before = np.concatenate([np.ones_like(reach[..., :1]), reach[..., :-1]], -1)
+    return np.where(before > 0, 1.0 - reach / np.where(before > 0, before, 1.0), 1.0)
 
 
 def per_prompt(values, starts: np.ndarray | None, prompts: np.ndarray, count: int) -> np.ndarray:
@@ -284,8 +321,7 @@ class OnlinePlanner:
     _plans: dict = field(default_factory=dict)
     _draft_behind: int | None = None  # committed tokens the draft has not read (None: the whole prompt)
     _emitted: int = 0
-    _realised: float = 0.0  # extra tokens the speculative steps emitted (beyond one per step)
-    _ran: list[int] = field(default_factory=list)  # the table row of each speculative step's candidate
+    _ran: list = field(default_factory=list)  # per speculative step: (table row, depths exposed, ended early)
     _unread: list[torch.Tensor] = field(default_factory=list)  # p [V] of each plain token the draft has not read
     _fresh: bool = False  # the last step brought agreements of plain tokens: plan the next one afresh
 
@@ -294,13 +330,16 @@ class OnlinePlanner:
         """[J] the recorded prompts' weights before any evidence."""
         return self.prior.posterior([])
 
-    def calibration(self, mixed: np.ndarray) -> float:
-        """r = (k + realised extra tokens) / (k + extra tokens the current mixture ``mixed`` [C] predicts for the
-        candidates those steps ran), k = :data:`CALIBRATION_WEIGHT`, within :data:`CALIBRATION_RANGE` (module
-        docstring)."""
-        predicted = float(np.sum(mixed[self._ran] - 1.0)) if self._ran else 0.0
+    def calibration(self, weight: np.ndarray) -> float:
+        """s = (k + events) / (k + exposure) under the mixture of the recorded prompts ``weight`` [J],
+        k = :data:`CALIBRATION_EVENTS`, within :data:`CALIBRATION_RANGE` (module docstring)."""
+        if not self._ran:
+            return 1.0
+        rows, exposed, early = (np.array(column) for column in zip(*self._ran))
+        hazard = hazards(np.einsum("cjd,j->cd", self.table.depth_reach[rows], weight))  # [steps, D]
+        exposure = float(np.cumsum(hazard, 1)[np.arange(len(rows)), exposed - 1].sum())
         low, high = CALIBRATION_RANGE
-        return min(high, max(low, (CALIBRATION_WEIGHT + self._realised) / (CALIBRATION_WEIGHT + predicted)))
+        return min(high, max(low, (CALIBRATION_EVENTS + early.sum()) / (CALIBRATION_EVENTS + exposure)))
 
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
         if self._draft_behind is None:
@@ -327,7 +366,7 @@ class OnlinePlanner:
                 unread = torch.stack(self._unread[-len(step.looked_back) :])  # [k, V]
                 self.observed += torch.minimum(unread, step.looked_back).sum(-1).tolist()
                 self._fresh = True
-                self._realised, self._ran = 0.0, []  # the calibration starts again after a plain stretch
+                self._ran = []  # the calibration starts again after a plain stretch
             self._unread.clear()
             self._draft_behind = 0
         if step.plans[s].scheme is None:
@@ -336,8 +375,8 @@ class OnlinePlanner:
                 self._unread.append(step.p[s][0])  # [V]: the law the plain token was drawn from
             return
         self._draft_behind = 1
-        self._realised += len(step.walk.tokens) - 1
-        self._ran.append(self.predictions[-1].index)
+        depth, reached = shape_depth(step.plans[s].shape), len(step.walk.tokens) - 1
+        self._ran.append((self.predictions[-1].index, min(reached + 1, depth), reached < depth))
         if not step.walk.visited:
             return
         nodes = step.walk.visited
@@ -346,10 +385,8 @@ class OnlinePlanner:
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
-        mixed = self.table.tokens @ weight  # [C]
-        scale = self.calibration(mixed)
-        most = np.minimum(self.table.most_tokens, max(remaining, 1))  # [C]
-        tokens = np.minimum(1.0 + (mixed - 1.0) * scale, most)
+        per_prompt = self.table.tokens_given(self.calibration(weight), max(remaining - 1, 0))  # [C, J]
+        tokens = per_prompt @ weight  # [C]
         verified, leaf_end = self.table.verified @ weight, self.table.leaf_end @ weight
         plain_step = autoregressive_step(self.profile, context)
         behind = self._draft_behind or 1
@@ -358,8 +395,8 @@ class OnlinePlanner:
         laws = np.einsum("cjd,j->cd", self.table.lengths, weight)  # [C, D] P(length) of stopped chains
         seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
         rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]
-        per_prompt = np.minimum(1.0 + (self.table.tokens - 1.0) * scale, most[:, None])  # [C, J]
-        high = lower_quantile(np.minimum(self.table.tokens, most[:, None]), self.prior_weight, 1.0 - DOUBT_LEVEL)
+        uncalibrated = self.table.tokens_given(1.0, max(remaining - 1, 0))  # [C, J]
+        high = lower_quantile(uncalibrated, self.prior_weight, 1.0 - DOUBT_LEVEL)
         watch = self.adapt and bool((high / seconds > 1.0 / plain_step).any())  # speculation could pay here
         watching = self.profile.draft(LOOK_BACK_AFTER + 1, context) / LOOK_BACK_AFTER if watch else 0.0
         plain = 1.0 / (plain_step + watching)
