@@ -373,6 +373,7 @@ def test_a_shallow_tree_taken_whole_teaches_that_a_deeper_one_pays(prior):
     ratio = 2.0 / mixed[0]  # realised over predicted tokens of the shallow chain, its largest possible value
     assert table.tokens_given(scale, 63)[1] @ weight > 1 + ratio * (mixed[1] - 1)
 
+
 def plain_step(plan, p_row: torch.Tensor, looked_back: torch.Tensor | None = None) -> SimpleNamespace:
     """What the planner reads of a plain step that drew its token from ``p_row`` [V]."""
     walk = SimpleNamespace(tokens=[7], visited=[])

@@ -214,7 +214,8 @@ class PlanTable:
             kept.append(candidate)
         if not kept:
             raise ValueError("the prior rates none of the candidates (stopped chains need its stop rates)")
-        return cls(kept, np.stack(reach), *(np.array(rows[name]) for name in rows), level_nodes, read, np.stack(lengths))
+        rates = (np.array(rows[name]) for name in rows)
+        return cls(kept, np.stack(reach), *rates, level_nodes, read, np.stack(lengths))
 
     def seconds_at(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per candidate, seconds per step = (fixed [C, D] * P(length)).sum(-1) + per_verified [C] * E verified
