@@ -152,7 +152,7 @@ class PlanTable:
     docstring)."""
 
     candidates: list[Candidate]
-    depth_reach: np.ndarray  # [C, J, D] P(the walk reaches depth d = 1..D); 0 below a candidate's depth
+    depth_reach: np.ndarray  # [C, J, D] P(the walk reaches depth d = 1..D); 0 deeper than the candidate
     verified: np.ndarray  # [C, J]
     leaf_end: np.ndarray  # [C, J]
     level_nodes: list[list[float]]  # [C] E nodes per level (the rates' means)
