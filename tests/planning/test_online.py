@@ -478,3 +478,20 @@ def test_the_lower_quantile_of_the_posterior():
     rows = np.stack([values, values[::-1] + 1, np.full(4, 3.0)])  # [3, 4]: one quantile per row
     expected = [float(lower_quantile(row, weight, 0.3)) for row in rows]
     assert lower_quantile(rows, weight, 0.3).tolist() == expected == [2.5, 3.5, 3.0]
+
+
+def test_speculative_steps_re_plan_every_step_and_plain_ones_every_few(prior):
+    """A speculative step brings evidence, so the next step is planned afresh; a plain step without new
+    agreements changes only the context, so plain stretches re-plan every ``every`` steps."""
+    seq = torch.zeros(10, dtype=torch.long)
+    for profile, speculative in ((linear_profile(0.001, 0.001), True), (linear_profile(0.0, 0.1), False)):
+        online = planner(prior, profile, every=4)
+        calls = []
+        choose = online.choose
+        online.choose = lambda *args: calls.append(args) or choose(*args)
+        for t in range(8):
+            plan = online(seq, list(range(t)))
+            assert (plan.scheme is not None) == speculative
+            step = whole_tree_step(plan) if speculative else plain_step(plan, torch.full((V,), 1 / V))
+            online.observe(step)
+        assert len(calls) == (8 if speculative else 2)

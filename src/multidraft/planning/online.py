@@ -11,9 +11,11 @@ expected tokens per step, nodes verified and chance of ending at a leaf,
 averaged over j's recorded starts (:func:`multidraft.planning.cost.tree_rates`).
 The table depends on the prior only and is built once.
 
-**Re-planning** before every step (``every`` = 1; a re-plan costs about 2 ms
-on the bundled pair's table, a step 0.1-1 s, and a code prompt may take only
-four steps of long chains for 64 tokens): the posterior weights w of the
+**Re-planning** after every speculative step (it brings evidence, and a code
+prompt may take only four steps of long chains for 64 tokens), at once when
+a plain stretch's agreements arrive, and otherwise every ``every`` plain
+steps (only the context has changed; on an engine where plain decoding wins
+a re-plan at every token would cost a few percent of it): the posterior weights w of the
 recorded prompts given the agreements seen so far
 (:meth:`multidraft.planning.prior.Prior.posterior`) mix the table,
 E_w[tokens | c] = sum_j w_j tokens[c, j], and the profile turns each
@@ -116,8 +118,8 @@ from multidraft.step import Step, TreePlan
 
 #: Relative error allowed for the cost model's seconds per step before speculation is chosen.
 COST_MARGIN = 0.12
-#: Steps between re-plans.
-EVERY = 1
+#: Plain steps between re-plans while decoding plainly with no new evidence.
+EVERY = 4
 #: Agreements observed before the posterior's spread counts against speculation (until then: its mean).
 MIN_EVIDENCE = 8
 #: The posterior's lower quantile of tokens per step that must still beat plain decoding (Phi(-1)).
@@ -345,7 +347,8 @@ class OnlinePlanner:
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
         if self._draft_behind is None:
             self._draft_behind = seq.shape[0]
-        if self._current is None or (self.adapt and (len(steps) % self.every == 0 or self._fresh)):
+        speculating = self._current is not None and self._current.candidate.scheme is not None
+        if self._current is None or (self.adapt and (speculating or self._fresh or len(steps) % self.every == 0)):
             self._current, self._fresh = self.choose(seq.shape[0], self.max_new_tokens - self._emitted), False
         self.predictions.append(self._current)
         candidate = self._current.candidate
