@@ -39,7 +39,7 @@ PILOT_TOKENS = 32
 #: Tokens of largest p + q kept per pilot position (the rest merged into one tail token).
 PILOT_TOP_N = 256
 
-_tables: dict[tuple, tuple[Prior, PlanTable]] = {}  # per prior and candidate list: built once per process
+_tables: dict[tuple, tuple[Prior, PlanTable, PlanTable]] = {}  # per prior and candidates: built once per process
 
 
 @torch.no_grad()
@@ -100,13 +100,13 @@ def planner_for(
         target, draft, temperature, top_k, top_p, lambda: pilot_prior(target, draft, seq, temperature, top_k, top_p)
     )
     key = (id(prior), tuple(candidates))
-    held, table = _tables.get(key, (None, None))
+    held, table, opening = _tables.get(key, (None, None, None))
     if held is not prior:
         if len(_tables) >= 8:
             _tables.clear()
-        table = PlanTable.of(prior, candidates)
-        _tables[key] = (prior, table)  # holding the prior keeps its id from naming another one
-    return OnlinePlanner(profile, prior, table, generator, max_new_tokens, adapt=adapt)
+        table, opening = PlanTable.of(prior, candidates), PlanTable.of(prior, candidates, openings=True)
+        _tables[key] = (prior, table, opening)  # holding the prior keeps its id from naming another one
+    return OnlinePlanner(profile, prior, table, generator, max_new_tokens, adapt=adapt, opening=opening)
 
 
 def _profiling_bar():

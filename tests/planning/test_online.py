@@ -340,7 +340,7 @@ def test_steps_that_take_their_whole_tree_lower_the_hazards_and_raise_every_pred
     after = online.choose(10, 64)
     assert after.tokens_per_second > before.tokens_per_second
     assert (online.table.tokens_given(scale, 63) >= online.table.tokens - 1e-12).all()
-    online._ran = [(before.index, 1, True)] * 4  # four steps whose walk ended at the root
+    online._ran = [(before.index, 1, True, False)] * 4  # four steps whose walk ended at the root
     assert online.calibration(weight) == pytest.approx(
         (CALIBRATION_EVENTS + 4) / (CALIBRATION_EVENTS + 4 * hazards(reach)[0])
     )
@@ -367,7 +367,7 @@ def test_a_shallow_tree_taken_whole_teaches_that_a_deeper_one_pays(prior):
     table = PlanTable.of(prior, [Candidate("sps", (1,)), Candidate("sps", (1, 1, 1, 1))])
     online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
     weight = prior.posterior([])
-    online._ran = [(0, 1, False)] * 12  # twelve steps of the chain of one, each taking its draft
+    online._ran = [(0, 1, False, False)] * 12  # twelve steps of the chain of one, each taking its draft
     scale = online.calibration(weight)
     mixed = table.tokens @ weight  # [2]
     ratio = 2.0 / mixed[0]  # realised over predicted tokens of the shallow chain, its largest possible value
@@ -431,7 +431,7 @@ def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     table = PlanTable.of(prior, [Candidate("sps", (1, 1))])
     online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
     uncalibrated = online.choose(10, 64).tokens_per_step
-    online._ran = [(0, 2, False)] * 1000  # the hazards' multiplier at its lower bound
+    online._ran = [(0, 2, False, False)] * 1000  # the hazards' multiplier at its lower bound
     assert online.calibration(prior.posterior([])) == CALIBRATION_RANGE[0]
     assert uncalibrated < online.choose(10, 64).tokens_per_step <= 3.0
     assert online.choose(10, 2).tokens_per_step <= 2.0
@@ -457,7 +457,7 @@ def test_a_plain_stretch_read_back_starts_the_calibration_again(prior):
     """Steps before a plain stretch ended earlier than predicted; once the draft has read the
     stretch back, the calibration counts only the steps after it."""
     online = planner(prior, linear_profile(0.001, 0.001))
-    online._ran = [(0, 1, True)] * 4  # four walks that ended at the root
+    online._ran = [(0, 1, True, False)] * 4  # four walks that ended at the root
     assert online.calibration(prior.posterior([])) > 1
     online(torch.zeros(10, dtype=torch.long), [])
     plan = TreePlan(None, None, None)
@@ -495,3 +495,39 @@ def test_speculative_steps_re_plan_every_step_and_plain_ones_every_few(prior):
             step = whole_tree_step(plan) if speculative else plain_step(plan, torch.full((V,), 1 / V))
             online.observe(step)
         assert len(calls) == (8 if speculative else 2)
+
+
+def test_the_openings_table_holds_each_prompts_rates_where_its_text_begins(prior):
+    """A chain of one reaches depth 1 with the acceptance at its start: at the text's first position for the
+    openings' table, the mean over the prompt's starts for the other; a chain of two reads positions 0 and 1."""
+    by_position = np.asarray(prior.rates.rates["sps:1"]["by_position"])[:, 0]  # [P]
+    chains = [Candidate("sps", (1,)), Candidate("sps", (1, 1))]
+    mean, opening = PlanTable.of(prior, chains), PlanTable.of(prior, chains, openings=True)
+    assert mean.candidates == opening.candidates
+    for j in range(2):
+        first = j * POSITIONS
+        assert opening.depth_reach[0, j, 0] == pytest.approx(by_position[first], rel=1e-12)
+        assert mean.depth_reach[0, j, 0] == pytest.approx(by_position[first : first + POSITIONS].mean(), rel=1e-12)
+        assert opening.depth_reach[1, j, 1] == pytest.approx(by_position[first] * by_position[first + 1], rel=1e-12)
+
+
+def test_the_first_step_is_planned_and_calibrated_from_the_openings(prior):
+    """The first step's prediction is the openings' table's and the next step's the table of all starts; the
+    calibration judges the first step by the openings' hazards."""
+    candidates = candidates_for("auto", None, max_nodes=8)
+    table, opening = PlanTable.of(prior, candidates), PlanTable.of(prior, candidates, openings=True)
+    online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64, opening=opening)
+    plan = online(torch.zeros(10, dtype=torch.long), [])
+    first, weight = online.predictions[-1], prior.posterior([])
+    assert plan.scheme is not None and first.opening
+    assert first.tokens_per_step == pytest.approx(opening.tokens[first.index] @ weight, rel=1e-12)
+    online.observe(whole_tree_step(plan))
+    depth = shape_depth(plan.shape)
+    exposure = hazards(opening.depth_reach[first.index].T @ weight)[:depth].sum()
+    assert online.calibration(weight) == pytest.approx(CALIBRATION_EVENTS / (CALIBRATION_EVENTS + exposure))
+    second = online.choose(12, 64 - depth - 1)
+    assert not second.opening
+    expected = table.tokens_given(online.calibration(weight), 62 - depth)[second.index] @ weight
+    assert second.tokens_per_step == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="same candidates"):
+        OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64, opening=PlanTable.of(prior, candidates[:2]))
