@@ -13,7 +13,8 @@ bootstrap intervals clustered by prompt; none below 8 prompts):
 * ``auto (profile 2.5x slower)``: the planner given a profile whose forwards are 2.5x slower, as a
   slower machine of the same kind measures them (its speedup over plain decoding here);
 * the planner's predicted tokens per step against the measured ones (Rao-Blackwellised: the exact
-  expected tokens of each drafted tree), as their ratio over the same steps;
+  expected tokens of each drafted tree), as their ratio over the same steps, and over the steps past
+  each generation's first;
 * how often ``auto`` chose plain decoding.
 
 Writes ``auto.json`` and ``auto.md`` (``--name``: another name) beside the first results file.
@@ -81,6 +82,10 @@ def class_rows(category: str, records: list[dict]) -> list[dict]:
         row["measured_tokens_per_step"] = sum(measured) / sum(r["target_calls"] for r in chosen)
         row["measured_over_predicted"] = sum(measured) / sum(predicted)
         row["measured_over_predicted_ci95"] = ratio_interval(measured, predicted)
+        later_predicted = [sum(r["predicted_tokens"][1:]) for r in chosen]  # past each generation's first step
+        later_measured = [sum(r["expected_tokens"][1:]) for r in chosen]
+        row["past_first_step_measured_over_predicted"] = sum(later_measured) / sum(later_predicted)
+        row["past_first_step_measured_over_predicted_ci95"] = ratio_interval(later_measured, later_predicted)
         plans = Counter(plan or "plain decoding" for r in chosen for plan in r["plans"])
         steps = sum(plans.values())
         row["plans"] = {plan: count / steps for plan, count in plans.most_common()}
@@ -122,6 +127,9 @@ def markdown(rows: list[dict], command: str) -> str:
             "predicted tokens/step": f"{r['predicted_tokens_per_step']:.3f}",
             "measured (exact expectation)": f"{r['measured_tokens_per_step']:.3f}",
             "measured / predicted": cell(r["measured_over_predicted"], r["measured_over_predicted_ci95"]),
+            "past the first step": cell(
+                r["past_first_step_measured_over_predicted"], r["past_first_step_measured_over_predicted_ci95"]
+            ),
             "auto's plans (share of steps)": ", ".join(f"{p} {s:.0%}" for p, s in list(r["plans"].items())[:4]),
         }
         for r in rows
