@@ -344,7 +344,7 @@ class OnlinePlanner:
     every: int = EVERY
     adapt: bool = True
     min_evidence: int = MIN_EVIDENCE
-    opening: PlanTable | None = None  # the table at the recorded texts' openings, for the first step (or None)
+    opening: PlanTable | None = None  # the table at the recorded texts' openings, for the first step (None: table)
     observed: list[float] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)  # one per step
     _current: Prediction | None = None
@@ -356,7 +356,9 @@ class OnlinePlanner:
     _fresh: bool = False  # the last step brought agreements of plain tokens: plan the next one afresh
 
     def __post_init__(self):
-        if self.opening is not None and self.opening.candidates != self.table.candidates:
+        if self.opening is None:
+            self.opening = self.table
+        elif self.opening.candidates != self.table.candidates:
             raise ValueError("the openings' plan table must rate the same candidates as the plan table")
 
     @functools.cached_property
@@ -370,8 +372,7 @@ class OnlinePlanner:
         if not self._ran:
             return 1.0
         rows, exposed, early, opening = (np.array(column) for column in zip(*self._ran))
-        openings = self.opening if self.opening is not None else self.table
-        reach = np.where(opening[:, None, None], openings.depth_reach[rows], self.table.depth_reach[rows])
+        reach = np.where(opening[:, None, None], self.opening.depth_reach[rows], self.table.depth_reach[rows])
         hazard = hazards(np.einsum("cjd,j->cd", reach, weight))  # [steps, D]
         exposure = float(np.cumsum(hazard, 1)[np.arange(len(rows)), exposed - 1].sum())
         low, high = CALIBRATION_RANGE
@@ -422,7 +423,7 @@ class OnlinePlanner:
 
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
-        table = self.opening if self._emitted == 0 and self.opening is not None else self.table
+        table = self.opening if self._emitted == 0 else self.table
         weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
         per_prompt = table.tokens_given(self.calibration(weight), max(remaining - 1, 0))  # [C, J]
         tokens = per_prompt @ weight  # [C]
