@@ -115,7 +115,7 @@ def test_tree_forward_matches_each_path_recomputed(attention):
         runner = TorchRunner(target)
         if cached:
             target(seq[:cached][None], cache=runner.cache, use_cache=True)
-        [logits], _ = score_trees(runner, seq, [tree])
+        [logits], _, _ = score_trees(runner, seq, [tree])
         assert runner.cached() == seq.shape[0] - 1 + tree.size
         for node, path in enumerate(node_paths(tree)):
             expected = full_logits(target, seq.tolist() + path)[-1]

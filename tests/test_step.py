@@ -23,7 +23,7 @@ def alone(target, draft, seq, shape, sampling, seed):
         [tree], [q], _, _, _ = draft_trees(
             TorchRunner(draft), seq, [TreePlan(schemes.get(name), shape, generator)], sampling
         )
-        [logits], _ = score_trees(TorchRunner(target), seq, [tree])
+        [logits], _, _ = score_trees(TorchRunner(target), seq, [tree])
         out.append((tree, q, logits))
     return out
 
@@ -42,7 +42,7 @@ def test_forest_matches_trees_read_alone(pair, one_thread, tree):
     seq = torch.tensor([1, 5, 2, 7, 3])
     for seed in range(4):
         trees, q_laws, _, _, _ = draft_trees(TorchRunner(draft), seq, plans(shape, [seed] * len(LAWS)), sampling)
-        logits, _ = score_trees(TorchRunner(target), seq, trees)
+        logits, _, _ = score_trees(TorchRunner(target), seq, trees)
         for (tree_alone, q_alone, logits_alone), forest_tree, q, rows in zip(
             alone(target, draft, seq, shape, sampling, seed), trees, q_laws, logits
         ):
@@ -62,7 +62,7 @@ def test_forest_caches_keep_one_trees_path(pair, one_thread):
     n = seq.shape[0]
     target_runner, draft_runner = TorchRunner(target), TorchRunner(draft)
     trees, _, _, draft_keys, _ = draft_trees(draft_runner, seq, plans(shape, [3] * len(LAWS)), sampling)
-    _, target_keys = score_trees(target_runner, seq, trees)
+    _, target_keys, _ = score_trees(target_runner, seq, trees)
     s = 2
     leaf = trees[s].level(2).start  # the path root -> depth 1 -> depth 2
     path = [int(trees[s].parents[leaf]), leaf]
@@ -70,7 +70,7 @@ def test_forest_caches_keep_one_trees_path(pair, one_thread):
     draft_runner.keep_path(n, [n - 1 + draft_keys[s][v] for v in path if v < len(draft_keys[s])])
     longer = torch.cat([seq, trees[s].tokens[path], torch.tensor([6])])  # the walk's last token is never cached
     next_trees, next_q, _, _, _ = draft_trees(draft_runner, longer, plans(shape, [4] * len(LAWS)), sampling)
-    next_logits, _ = score_trees(target_runner, longer, next_trees)
+    next_logits, _, _ = score_trees(target_runner, longer, next_trees)
     for (_, q_alone, logits_alone), q, rows in zip(
         alone(target, draft, longer, shape, sampling, 4), next_q, next_logits
     ):
@@ -115,3 +115,23 @@ def test_a_plain_step_that_looks_back_reads_the_drafts_laws_of_the_last_tokens(p
         TorchRunner(target), draft_runner, seq, [plain], sampling, verifiers.get("token"), generator
     )
     assert quiet.looked_back is None
+
+
+@torch.no_grad()
+def test_the_first_step_looks_back_at_the_prompt_with_both_models(pair, one_thread):
+    """A first step with look_back k gets both models' laws at the prompt's last k tokens, exactly those of
+    each model reading the prompt alone; a later step's target, whose cache holds them, gives none."""
+    target, draft = pair
+    sampling = Sampling(1.0, None, None, torch.device("cpu"), torch.float32)
+    seq = torch.tensor([1, 5, 2, 7, 3, 4])
+    n = seq.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    plan = TreePlan(schemes.get("rrs"), parse_shape("2x2"), generator, look_back=3)
+    target_runner, draft_runner = TorchRunner(target), TorchRunner(draft)
+    step = speculative_step(target_runner, draft_runner, seq, [plan], sampling, verifiers.get("token"), generator)
+    whole = {model: sampling.laws(model(seq[None]).logits[0, n - 4 : n - 1]) for model in (target, draft)}
+    torch.testing.assert_close(step.target_looked_back, whole[target], rtol=0, atol=1e-6)
+    torch.testing.assert_close(step.looked_back, whole[draft], rtol=0, atol=1e-6)
+    longer = torch.cat([seq, torch.tensor(step.walk.tokens)])
+    later = speculative_step(target_runner, draft_runner, longer, [plan], sampling, verifiers.get("token"), generator)
+    assert later.target_looked_back.shape[0] == 0

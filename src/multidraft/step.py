@@ -74,7 +74,8 @@ class TreePlan:
     tree after a level whose every new token had draft probability below τ (module docstring).
     ``look_back`` k > 0 asks the draft for its law at the last k committed tokens too, which it reads
     anyway when it lags (after plain steps), so that a planner can compare it with the target's laws
-    there; with plain decoding the draft then reads the tokens it lacks and draws nothing.
+    there; with plain decoding the draft then reads the tokens it lacks and draws nothing.  The target
+    gives its law at those of them it reads in this step too (at the first step: the prompt's).
     """
 
     scheme: Scheme | None
@@ -125,7 +126,8 @@ class Step:
     [n_internal_s, V]; ``p[s]``, ``target_logits[s]`` [N_s, V]; the walk of tree ``driver``; and
     ``looked_back`` [k, V], the draft's law of each of the last k committed tokens given the tokens before
     it (k from the plans' ``look_back``, at most the tokens the draft read this step; None if the draft
-    was not called)."""
+    was not called); ``target_looked_back`` [k', V] the target's law there, for the last k' <= k of them
+    that the target read in this step (empty where its cache held them all)."""
 
     plans: Sequence[TreePlan]
     trees: list[Tree]
@@ -136,6 +138,7 @@ class Step:
     driver: int
     walk: Walk
     looked_back: torch.Tensor | None = None
+    target_looked_back: torch.Tensor | None = None
 
 
 def label(step: int | None) -> str:
@@ -235,9 +238,10 @@ def draft_trees(
 
 
 def score_trees(
-    target: Runner, seq: torch.Tensor, trees: Sequence[Tree], *, step: int | None = None
-) -> tuple[list[torch.Tensor], list[list[int]]]:
-    """Target logits [N_s, V] at every node of every tree (row 0: the root) in one forward, and the keys.
+    target: Runner, seq: torch.Tensor, trees: Sequence[Tree], *, back: int = 0, step: int | None = None
+) -> tuple[list[torch.Tensor], list[list[int]], torch.Tensor]:
+    """Target logits [N_s, V] at every node of every tree (row 0: the root) in one forward, the keys, and the
+    logits [k, V] at the last k <= ``back`` committed tokens before the root that the forward reads.
 
     The query is ``seq[cache length:]`` (root last, causal), then every non-root node in level-major order.
     """
@@ -262,11 +266,13 @@ def score_trees(
             *(trees[s].positions(nodes, root_position=n - 1) for s, nodes in members),
         ]
     )
-    logits = target.forward(tokens, positions, visible, width)  # [width, V], row 0 the root
-    check_finite(logits, "target", positions[-width:], at=label(step), nodes=range(width) if width > 1 else None)
+    back = min(back, n - 1 - past)
+    rows = target.forward(tokens, positions, visible, back + width)  # [back + width, V]
+    check_finite(rows, "target", positions[-width - back :], at=label(step), nodes=range(width) if width > 1 else None)
+    earlier, logits = rows[:back], rows[back:]  # [back, V], [width, V] (row 0 the root)
     if len(trees) == 1:
-        return [logits], keys
-    return [logits[keys[s]] for s in range(len(trees))], keys
+        return [logits], keys, earlier
+    return [logits[keys[s]] for s in range(len(trees))], keys, earlier
 
 
 def speculative_step(
@@ -288,8 +294,10 @@ def speculative_step(
     n = seq.shape[0]
     trees, q, draft_logits, draft_keys, looked_back = draft_trees(draft, seq, plans, sampling, step=step)
     lap("draft")
-    target_logits, target_keys = score_trees(target, seq, trees, step=step)
+    back = 0 if looked_back is None else looked_back.shape[0]
+    target_logits, target_keys, earlier = score_trees(target, seq, trees, back=back, step=step)
     p = [sampling.laws(rows) for rows in target_logits]  # [N_s, V] per tree
+    target_looked_back = None if looked_back is None else sampling.laws(earlier)  # [k', V]
     lap("target")
     q = [p[s][:0] if laws is None else laws for s, laws in enumerate(q)]  # plain decoding: no draft rows
     draft_logits = [target_logits[s][:0] if rows is None else rows for s, rows in enumerate(draft_logits)]
@@ -300,4 +308,4 @@ def speculative_step(
         keys = draft_keys[driver]
         draft.keep_path(n, [n - 1 + keys[node] for node in walk.path if node < len(keys)])
     lap("verification")
-    return Step(plans, trees, q, draft_logits, p, target_logits, driver, walk, looked_back)
+    return Step(plans, trees, q, draft_logits, p, target_logits, driver, walk, looked_back, target_looked_back)

@@ -47,11 +47,22 @@ def test_record_stores_the_models_processed_laws(tmp_path):
     np.testing.assert_allclose(recording.p[0], expected[ids], atol=1e-6)  # float32 models, other lengths
     assert np.all(recording.p_tail == 0)
 
+    # Each prompt's mean agreement on its own last tokens (all but its first: fewer than PROMPT_POSITIONS).
+    with torch.no_grad():
+        agreements = []
+        for prompt in prompts:
+            p_rows, q_rows = (
+                probabilities(model(prompt[None]).logits[0, :-1].double(), 0.7, None, 0.9) for model in (target, draft)
+            )
+            agreements.append(float(torch.minimum(p_rows, q_rows).sum(-1).mean()))
+    np.testing.assert_allclose(recording.prompt_agreement, agreements, atol=1e-6)
+
     path = tmp_path / "rec.npz"
     recording.save(path)
     loaded = Recording.load(path)
     assert loaded.header == recording.header
     np.testing.assert_array_equal(loaded.q, recording.q)
+    np.testing.assert_array_equal(loaded.prompt_agreement, recording.prompt_agreement)
     p, q = loaded.pair(3)
     assert p.shape == (17,) and abs(p.sum() - 1) < 1e-12 and abs(q.sum() - 1) < 1e-12
 
@@ -85,6 +96,9 @@ def test_the_draft_is_read_as_the_decoder_reads_it():
         whole = model(sequence[None]).logits[0, 2:-1]
     assert rows.shape == (4, 16)
     torch.testing.assert_close(rows, whole, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        back = read_as_decoder(TorchRunner(model), sequence, 3, back=2)  # and the prompt's last two rows before
+    torch.testing.assert_close(back, model(sequence[None]).logits[0, :-1], rtol=0, atol=1e-5)
 
 
 def test_bad_recording_paths_and_files(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,7 +23,7 @@ from multidraft.planning.online import (
     hazards,
     lower_quantile,
 )
-from multidraft.planning.prior import Prior
+from multidraft.planning.prior import PROMPT_BANDWIDTH, PROMPT_POSITIONS, Prior
 from multidraft.runners import TorchRunner
 from multidraft.shapes import shape_depth
 from multidraft.step import TreePlan
@@ -132,12 +133,16 @@ class Watched:
         self.online.observe(step)
 
 
-def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_thread, prior, monkeypatch):
+@pytest.mark.parametrize("prompted", [False, True], ids=["", "prompt-conditioned"])
+def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_thread, prior, monkeypatch, prompted):
     """Re-planning at every step, between plain decoding and trees, from what earlier steps saw, including the
-    draft's laws at plain tokens (read back after every plain token here)."""
+    draft's laws at plain tokens (read back after every plain token here) and, with a prior that keeps its
+    prompts' agreements, the models' laws at the prompt's last tokens."""
     from multidraft.planning import online as online_module
 
     monkeypatch.setattr(online_module, "LOOK_BACK_AFTER", 1)
+    if prompted:
+        prior = dataclasses.replace(prior, prompt_agreement=[0.9, 0.3])
     target, draft = pair
     prompt = torch.tensor([3, 1, 4])
     law = sequence_law(target, prompt, 3, temperature=1.0)
@@ -154,7 +159,7 @@ def test_the_first_tokens_keep_the_target_law_with_adaptation_on(pair, one_threa
         kinds |= {bool(name) for name in result.plans}
         looked_back += online.looked_back
     assert kinds == {True, False}, "the test should see both plain and speculative steps"
-    assert looked_back > 0, "the test should see the draft read plain tokens back"
+    assert looked_back > (2 * 800 if prompted else 0), "the test should see the draft read tokens back"
     assert_law(samples, law)
 
 
@@ -317,7 +322,7 @@ def fake_profile_with_slopes():
 def whole_tree_step(plan) -> SimpleNamespace:
     """What the planner reads of a speculative step whose walk took every level of ``plan``'s tree."""
     walk = SimpleNamespace(tokens=list(range(shape_depth(plan.shape) + 1)), visited=[])
-    return SimpleNamespace(driver=0, plans=[plan], walk=walk, looked_back=torch.zeros(0, V))
+    return SimpleNamespace(driver=0, plans=[plan], walk=walk, looked_back=torch.zeros(0, V), target_looked_back=None)
 
 
 def test_steps_that_take_their_whole_tree_lower_the_hazards_and_raise_every_prediction(prior):
@@ -377,7 +382,9 @@ def test_a_shallow_tree_taken_whole_teaches_that_a_deeper_one_pays(prior):
 def plain_step(plan, p_row: torch.Tensor, looked_back: torch.Tensor | None = None) -> SimpleNamespace:
     """What the planner reads of a plain step that drew its token from ``p_row`` [V]."""
     walk = SimpleNamespace(tokens=[7], visited=[])
-    return SimpleNamespace(driver=0, plans=[plan], walk=walk, p=[p_row[None]], looked_back=looked_back)
+    return SimpleNamespace(
+        driver=0, plans=[plan], walk=walk, p=[p_row[None]], looked_back=looked_back, target_looked_back=None
+    )
 
 
 def test_plain_tokens_are_watched_and_speculation_resumes_where_the_draft_agrees(prior, monkeypatch):
@@ -531,3 +538,62 @@ def test_the_first_step_is_planned_and_calibrated_from_the_openings(prior):
     assert second.tokens_per_step == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="same candidates"):
         OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64, opening=PlanTable.of(prior, candidates[:2]))
+
+
+def test_the_prompts_agreement_weights_the_recorded_prompts(prior):
+    """With no other evidence, w_j is proportional to phi((g - g_j) / H); without g, or without the g_j, the
+    prior's weights; g_j of another length than the recorded prompts is refused."""
+    prompted = dataclasses.replace(prior, prompt_agreement=[0.8, 0.4])
+    for g in (0.75, 0.5, 0.2):
+        kernel = np.exp(-0.5 * ((g - np.array([0.8, 0.4])) / PROMPT_BANDWIDTH) ** 2)
+        assert prompted.posterior([], g) == pytest.approx(kernel / kernel.sum(), rel=1e-12)
+    assert prompted.posterior([], None).tolist() == prompted.posterior([], float("nan")).tolist() == [0.5, 0.5]
+    assert prior.posterior([], 0.75).tolist() == [0.5, 0.5]
+    evidence = prior.agreement[POSITIONS : POSITIONS + 2]  # like the hard prompt; the prompt like the easy one
+    both = prompted.posterior(evidence, 0.8)
+    expected = prior.posterior(evidence) * np.array([1.0, np.exp(-0.5 * (0.4 / PROMPT_BANDWIDTH) ** 2)])
+    assert both == pytest.approx(expected / expected.sum(), rel=1e-9)
+    with pytest.raises(ValueError, match="one value per recorded prompt"):
+        dataclasses.replace(prior, prompt_agreement=[0.5])
+
+
+def prompt_step(plan, p_rows: torch.Tensor, q_rows: torch.Tensor) -> SimpleNamespace:
+    """What the planner reads of a first step that looked back at the prompt's last tokens and emitted one."""
+    walk = SimpleNamespace(tokens=[7], visited=[])
+    return SimpleNamespace(
+        driver=0, plans=[plan], walk=walk, p=[p_rows[-1:]], looked_back=q_rows, target_looked_back=p_rows
+    )
+
+
+def test_the_first_step_reads_the_prompt_and_later_steps_plan_from_it(prior):
+    """Where the draft reads the prompt anyway, the first plan asks for both models' laws at its last
+    PROMPT_POSITIONS tokens; their mean agreement conditions every later prediction (an easy-looking prompt
+    predicts more tokens per step), and adds nothing to the evidence of generated text."""
+    generator = torch.Generator().manual_seed(0)
+    (easy_p, easy_q), (hard_p, hard_q) = laws(True, generator), laws(False, generator)
+    predicted = {}
+    for name, (p_rows, q_rows) in {"easy": (easy_p, easy_q), "hard": (hard_p, hard_q)}.items():
+        easy, hard = (float(torch.minimum(p, q).sum(-1).mean()) for p, q in ((easy_p, easy_q), (hard_p, hard_q)))
+        online = planner(dataclasses.replace(prior, prompt_agreement=[easy, hard]), linear_profile(0.002, 0.02))
+        seq = torch.zeros(40, dtype=torch.long)
+        plan = online(seq, [])
+        assert plan.look_back == PROMPT_POSITIONS and online.predictions[0].watch
+        online.observe(prompt_step(plan, p_rows.float(), q_rows.float()))
+        assert online.prompt_agreement == pytest.approx(float(torch.minimum(p_rows, q_rows).sum(-1).mean()), abs=1e-6)
+        assert online.observed == [] and online._fresh
+        assert online(seq, [0]).look_back == 0  # the draft has read every committed token but the newest
+        chosen = online.choose(41, 63)
+        weight = online.prior.posterior([], online.prompt_agreement)
+        predicted[name] = online.table.tokens_given(online.calibration(weight), 62) @ weight
+        assert chosen.candidate.scheme is None or chosen.tokens_per_step == pytest.approx(
+            predicted[name][chosen.index], rel=1e-9
+        )
+    assert (predicted["easy"] > predicted["hard"]).all()
+
+
+def test_the_prompt_is_not_read_without_its_recorded_agreements_or_where_the_draft_reads_nothing(prior):
+    seq = torch.zeros(40, dtype=torch.long)
+    assert planner(prior, linear_profile(0.002, 0.02))(seq, []).look_back == 0
+    prompted = dataclasses.replace(prior, prompt_agreement=[0.8, 0.4])
+    assert planner(prompted, linear_profile(0.0, 0.1))(seq, []).look_back == 0  # plain decoding, no watching
+    assert planner(prompted, linear_profile(0.002, 0.02), adapt=False)(seq, []).look_back == 0

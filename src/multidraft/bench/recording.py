@@ -22,8 +22,12 @@ File format: a compressed ``.npz`` with ``header`` (JSON: models, sampling
 options, prompts, top_n, version; ``multidraft record`` adds ``categories``,
 the category of each prompt), ``token_ids`` [P, N] int64, ``p``, ``q``
 [P, N] float64, ``p_tail``, ``q_tail`` [P] float64, ``prompt_index`` [P]
-(the prompt each position belongs to, an index into those lists).
-It is written atomically (a temporary file renamed into place).
+(the prompt each position belongs to, an index into those lists), and
+``prompt_agreement`` [prompts] float64: each prompt's mean agreement
+sum_y min(p, q) at its last :data:`~multidraft.planning.prior.PROMPT_POSITIONS`
+positions, the draft reading the prompt in one forward as the decoder's first
+step does (what :mod:`multidraft.planning.prior` conditions on; recordings made
+before it was kept lack it).  It is written atomically (a temporary file renamed into place).
 
 Resuming: prompt i is sampled with its own generator seeded ``seed + i`` (as
 in ``bench generate``), so any subset of prompts gives the same rows as a
@@ -49,6 +53,7 @@ from multidraft.bench.store import ResultStore, replace_atomically
 from multidraft.decoding import autoregressive
 from multidraft.guards import check_finite
 from multidraft.planning.acceptance import truncate
+from multidraft.planning.prior import PROMPT_POSITIONS, mean_agreement
 from multidraft.runners import as_runner, read_as_decoder
 from multidraft.sampling_options import check_options, probabilities
 
@@ -74,6 +79,7 @@ class Recording:
     p_tail: np.ndarray  # [P]
     q_tail: np.ndarray  # [P]
     prompt_index: np.ndarray  # [P] int64
+    prompt_agreement: np.ndarray | None = None  # [prompts] float64 (module docstring)
 
     def __len__(self) -> int:
         return len(self.p)
@@ -99,8 +105,12 @@ class Recording:
     def save(self, path: Path) -> None:
         """Write the ``.npz`` atomically: readers see the old file or the complete new one."""
         with replace_atomically(path) as temporary, open(temporary, "wb") as file:
+            extra = {} if self.prompt_agreement is None else {"prompt_agreement": self.prompt_agreement}
             np.savez_compressed(
-                file, header=np.array(json.dumps(self.header)), **{name: getattr(self, name) for name in COLUMNS}
+                file,
+                header=np.array(json.dumps(self.header)),
+                **{name: getattr(self, name) for name in COLUMNS},
+                **extra,
             )
 
     @classmethod
@@ -112,7 +122,9 @@ class Recording:
             missing = {"header", *COLUMNS} - set(data.files)
             if missing:
                 raise ValueError(f"{path} is not a multidraft recording (missing {', '.join(sorted(missing))})")
-            return cls(header=json.loads(str(data["header"])), **{name: data[name] for name in COLUMNS})
+            prompt_agreement = data["prompt_agreement"] if "prompt_agreement" in data.files else None
+            header = json.loads(str(data["header"]))
+            return cls(header=header, **{name: data[name] for name in COLUMNS}, prompt_agreement=prompt_agreement)
 
 
 @torch.no_grad()
@@ -129,7 +141,8 @@ def record_prompt(
     top_n: int,
     seed: int,
 ) -> dict[str, np.ndarray]:
-    """The rows of prompt ``index`` (a 1-D token id tensor): a continuation sampled with seed ``seed + index``."""
+    """The rows of prompt ``index`` (a 1-D token id tensor): a continuation sampled with seed ``seed + index``;
+    and under ``"prompt_agreement"`` the prompt's mean agreement (module docstring)."""
     generator = torch.Generator(device=target.device).manual_seed(seed + index)
     continuation = autoregressive(
         target,
@@ -141,19 +154,22 @@ def record_prompt(
         generator=generator,
     ).tokens
     sequence = torch.cat([prompt.cpu(), torch.tensor(continuation, dtype=prompt.dtype)]).unsqueeze(0)
-    # logits at positions len(prompt) - 1 .. end - 1 predict the continuation tokens
-    span = slice(len(prompt) - 1, sequence.shape[1] - 1)
+    # logits at positions len(prompt) - 1 .. end - 1 predict the continuation tokens; the `back` rows before
+    # them, the last prompt tokens
+    back = min(PROMPT_POSITIONS, len(prompt) - 1)
+    span = slice(len(prompt) - 1 - back, sequence.shape[1] - 1)
     laws = []
     for role, logits in (
         ("target", target(sequence.to(target.device)).logits[0, span]),
-        ("draft", read_as_decoder(as_runner(draft), sequence[0], len(prompt))),
+        ("draft", read_as_decoder(as_runner(draft), sequence[0], len(prompt), back)),
     ):
         logits = logits.double().cpu()
         check_finite(logits, role, range(span.start, span.stop), at=f"prompt {index}")
         laws.append(probabilities(logits, temperature, top_k, top_p))
-    ids, p_top, q_top, p_tail, q_tail = truncate(laws[0], laws[1], top_n)
+    ids, p_top, q_top, p_tail, q_tail = truncate(laws[0][back:], laws[1][back:], top_n)
     values = [value.numpy() for value in (ids, p_top, q_top, p_tail, q_tail)]
-    return dict(zip(COLUMNS, [*values, np.full(len(ids), index)]))
+    rows = dict(zip(COLUMNS, [*values, np.full(len(ids), index)]))
+    return {**rows, "prompt_agreement": mean_agreement(laws[0][:back], laws[1][:back])}
 
 
 def record(
@@ -197,6 +213,7 @@ def record(
     if store is not None:
         for stored in store.records():
             rows[stored["prompt"]] = {name: np.array(stored[name], dtype=dtype) for name, dtype in COLUMNS.items()}
+            rows[stored["prompt"]]["prompt_agreement"] = stored.get("prompt_agreement", float("nan"))
     for index, prompt in enumerate(prompts):
         if index not in rows:
             rows[index] = record_prompt(
@@ -212,8 +229,13 @@ def record(
                 seed=seed,
             )
             if store is not None:
-                store.append({"prompt": index, **{name: rows[index][name].tolist() for name in COLUMNS}})
+                columns = {name: rows[index][name].tolist() for name in COLUMNS}
+                store.append({"prompt": index, **columns, "prompt_agreement": rows[index]["prompt_agreement"]})
         if progress is not None:
             progress(index)
     ordered = [rows[index] for index in range(len(prompts))]
-    return Recording(header=full_header, **{name: np.concatenate([r[name] for r in ordered]) for name in COLUMNS})
+    return Recording(
+        header=full_header,
+        **{name: np.concatenate([r[name] for r in ordered]) for name in COLUMNS},
+        prompt_agreement=np.array([r["prompt_agreement"] for r in ordered], dtype=np.float64),
+    )

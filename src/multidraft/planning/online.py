@@ -39,6 +39,14 @@ mean decides: the prior mixes prompts of every kind, and its spread alone
 would keep speculation from ever starting, so from ever gathering the
 evidence that tells the kinds apart.  Otherwise the step decodes plainly.
 
+**The prompt.**  The first step, if it drafts or if plain stretches are
+watched (the draft then reads the prompt anyway), also asks both models for
+their laws at the prompt's last :data:`~multidraft.planning.prior.PROMPT_POSITIONS`
+tokens (``TreePlan.look_back``: the rows of forwards that read the prompt
+anyway).  Their mean agreement conditions the posterior from the second
+step on (:mod:`multidraft.planning.prior`, "The prompt"); it is not mixed
+into the evidence of generated text, whose agreements run higher.
+
 **Openings.**  A generation's first token is the opening of an answer, which
 the draft finds much harder than what follows: in the bundled pair's
 recording the agreement there averages 0.51 (T = 0.6), against 0.82 over
@@ -120,7 +128,7 @@ from multidraft.planning.cost import (
     tree_rates,
 )
 from multidraft.planning.planner import uniform_shapes
-from multidraft.planning.prior import Prior
+from multidraft.planning.prior import PROMPT_POSITIONS, Prior, mean_agreement
 from multidraft.planning.profile import Profile
 from multidraft.shapes import TreeShape, shape_depth
 from multidraft.step import Step, TreePlan
@@ -346,6 +354,7 @@ class OnlinePlanner:
     min_evidence: int = MIN_EVIDENCE
     opening: PlanTable | None = None  # the table at the recorded texts' openings, for the first step (None: table)
     observed: list[float] = field(default_factory=list)
+    prompt_agreement: float | None = None  # the prompt's mean agreement on its last tokens, once read
     predictions: list[Prediction] = field(default_factory=list)  # one per step
     _current: Prediction | None = None
     _plans: dict = field(default_factory=dict)
@@ -379,7 +388,8 @@ class OnlinePlanner:
         return min(high, max(low, (CALIBRATION_EVENTS + early.sum()) / (CALIBRATION_EVENTS + exposure)))
 
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
-        if self._draft_behind is None:
+        first = self._draft_behind is None
+        if first:
             self._draft_behind = seq.shape[0]
         speculating = self._current is not None and self._current.candidate.scheme is not None
         if self._current is None or (self.adapt and (speculating or self._fresh or len(steps) % self.every == 0)):
@@ -389,6 +399,9 @@ class OnlinePlanner:
         if candidate not in self._plans:
             scheme = None if candidate.scheme is None else schemes.get(candidate.scheme)
             self._plans[candidate] = TreePlan(scheme, candidate.shape, self.generator, candidate.stop)
+        reading = candidate.scheme is not None or self._current.watch  # the draft reads the prompt now or later
+        if first and self.adapt and self.prior.prompt_agreement and reading:
+            return replace(self._plans[candidate], look_back=PROMPT_POSITIONS)
         due = candidate.scheme is not None or (self._current.watch and len(self._unread) >= LOOK_BACK_AFTER)
         if self._unread and due:
             return replace(self._plans[candidate], look_back=len(self._unread))
@@ -399,10 +412,14 @@ class OnlinePlanner:
         (module docstring)."""
         self._emitted += len(step.walk.tokens)
         s = step.driver
+        if step.target_looked_back is not None and len(step.target_looked_back):  # the prompt's last tokens
+            both = step.target_looked_back.shape[0]
+            self.prompt_agreement = mean_agreement(step.target_looked_back, step.looked_back[-both:])
+            self._fresh = True
         if step.looked_back is not None:  # the draft read every committed token
-            if len(step.looked_back):
+            if self._unread and len(step.looked_back):
                 unread = torch.stack(self._unread[-len(step.looked_back) :])  # [k, V]
-                self.observed += torch.minimum(unread, step.looked_back).sum(-1).tolist()
+                self.observed += torch.minimum(unread, step.looked_back[-len(unread) :]).sum(-1).tolist()
                 self._fresh = True
                 self._ran = []  # the calibration starts again after a plain stretch
             self._unread.clear()
@@ -424,7 +441,7 @@ class OnlinePlanner:
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
         table = self.opening if self._emitted == 0 else self.table
-        weight = self.prior.posterior(self.observed[-WINDOW:])  # [J]
+        weight = self.prior.posterior(self.observed[-WINDOW:], self.prompt_agreement)  # [J]
         per_prompt = table.tokens_given(self.calibration(weight), max(remaining - 1, 0))  # [C, J]
         tokens = per_prompt @ weight  # [C]
         verified, leaf_end = table.verified @ weight, table.leaf_end @ weight

@@ -65,16 +65,19 @@ def causal_visibility(past: int, n: int, device: torch.device | str | None = Non
     return torch.ones(n, past + n, dtype=torch.bool, device=device).tril(past)
 
 
-def read_as_decoder(runner: Runner, sequence: torch.Tensor, prompt_length: int) -> torch.Tensor:
-    """Logits [len(sequence) - prompt_length, V] at positions prompt_length - 1 .. end - 1 of ``sequence`` [L],
-    read as the decoder reads a draft: the prompt in one forward, then one token per forward with the cache.
+def read_as_decoder(runner: Runner, sequence: torch.Tensor, prompt_length: int, back: int = 0) -> torch.Tensor:
+    """Logits [back + len(sequence) - prompt_length, V] at positions prompt_length - 1 - back .. end - 1 of
+    ``sequence`` [L], read as the decoder reads a draft: the prompt in one forward (its last ``back`` + 1 rows
+    kept, as the decoder's first step keeps them to look back), then one token per forward with the cache.
 
     (A dynamically quantised model scales each forward's activations by their own range, so a whole-text
     forward gives other logits than the decoder's forwards of a few tokens.)
     """
     runner.reset()
     rows = [
-        runner.forward(sequence[:prompt_length], torch.arange(prompt_length), causal_visibility(0, prompt_length), 1)
+        runner.forward(
+            sequence[:prompt_length], torch.arange(prompt_length), causal_visibility(0, prompt_length), back + 1
+        )
     ]
     for position in range(prompt_length, len(sequence) - 1):
         rows.append(
