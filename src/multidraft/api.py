@@ -104,7 +104,8 @@ def planner_for(
     if held is not prior:
         if len(_tables) >= 8:
             _tables.clear()
-        table, opening = PlanTable.of(prior, candidates), PlanTable.of(prior, candidates, openings=True)
+        table = PlanTable.of(prior, candidates, local=True)
+        opening = PlanTable.of(prior, candidates, openings=True, local=True)
         _tables[key] = (prior, table, opening)  # holding the prior keeps its id from naming another one
     return OnlinePlanner(profile, prior, table, generator, max_new_tokens, adapt=adapt, opening=opening)
 

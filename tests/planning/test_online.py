@@ -23,7 +23,20 @@ from multidraft.planning.online import (
     hazards,
     lower_quantile,
 )
-from multidraft.planning.prior import PROMPT_BANDWIDTH, PROMPT_POSITIONS, Prior
+from multidraft.planning.prior import (
+    BANDWIDTH,
+    FLOOR,
+    PROMPT_BANDWIDTH,
+    PROMPT_POSITIONS,
+    SCALE_FLOOR,
+    STATE_BINS,
+    STATE_CELLS,
+    STATE_POSITIONS,
+    TEMPERING,
+    Prior,
+    agreement_scale,
+    state_bin,
+)
 from multidraft.runners import TorchRunner
 from multidraft.shapes import shape_depth
 from multidraft.step import TreePlan
@@ -66,6 +79,99 @@ def test_the_posterior_follows_the_evidence(prior):
     assert prior.kind_weights(agreement[:4])["easy"] == pytest.approx(easy[0])
 
 
+def test_agreements_are_compared_on_the_log_scale(prior):
+    """x = log(1 - a + eps): 0.98 and 0.999 lie apart; rounding above 1 reads as 1; the posterior is the closed
+    form of the kernel densities on that scale."""
+    assert agreement_scale([1.0, 1.0 + 1e-12, 0.99]).tolist() == pytest.approx(
+        [np.log(SCALE_FLOOR), np.log(SCALE_FLOOR), np.log(0.02)], rel=1e-12
+    )
+    assert agreement_scale([0.98])[0] - agreement_scale([0.999])[0] > 2 * BANDWIDTH
+    observed = [0.93, 0.2, 0.95]
+    x, y = agreement_scale(prior.agreement), agreement_scale(observed)
+    log_weight = []
+    for j in range(2):
+        mine = x[prior.prompts == j]
+        density = np.exp(-0.5 * ((y[:, None] - mine[None]) / BANDWIDTH) ** 2).mean(1) / (BANDWIDTH * np.sqrt(2 * np.pi))
+        log_weight.append(TEMPERING * np.log(density + FLOOR).sum())
+    expected = np.exp(np.array(log_weight) - max(log_weight))
+    assert prior.posterior(observed) == pytest.approx(expected / expected.sum(), rel=1e-12)
+
+
+def test_each_position_has_the_state_of_the_agreements_before_it(prior):
+    x = agreement_scale(prior.agreement)
+    for t in range(2 * POSITIONS):
+        begins = (t // POSITIONS) * POSITIONS
+        if t == begins:
+            assert np.isnan(prior.states[t]) and prior.cells[t] == (t // POSITIONS) * STATE_CELLS + STATE_BINS
+        else:
+            assert prior.states[t] == pytest.approx(x[max(begins, t - STATE_POSITIONS) : t].mean(), rel=1e-12)
+            assert prior.cells[t] == (t // POSITIONS) * STATE_CELLS + state_bin(prior.states[t : t + 1])[0]
+    low, high = np.log(SCALE_FLOOR), np.log1p(SCALE_FLOOR)
+    assert state_bin(np.array([low, high, 0.5 * (low + high), np.nan])).tolist() == [
+        0,
+        STATE_BINS - 1,
+        STATE_BINS // 2,
+        STATE_BINS,
+    ]
+
+
+def test_the_joint_posterior_of_prompt_and_local_state(prior):
+    """P(j, t) ∝ w_j / T_j phi((s_t - s*) / h) summed into cells, against a loop over positions; with no evidence
+    the prompts' weights over their cells' shares; the local state moves weight to the prompt whose positions
+    are in it."""
+    shares = np.bincount(prior.cells, minlength=2 * STATE_CELLS).reshape(2, STATE_CELLS) / POSITIONS
+    assert prior.cell_posterior([]) == pytest.approx(0.5 * shares, rel=1e-12)
+    agreement = list(prior.agreement)
+    observed = agreement[POSITIONS : POSITIONS + 8] + agreement[:6]  # hard so far, easy at last
+    weight = prior.posterior(observed)
+    here = agreement_scale(observed[-STATE_POSITIONS:]).mean()
+    expected = np.zeros(2 * STATE_CELLS)
+    for t in range(2 * POSITIONS):
+        if not np.isnan(prior.states[t]):
+            j = t // POSITIONS
+            near = np.exp(-0.5 * ((prior.states[t] - here) / BANDWIDTH) ** 2)
+            expected[prior.cells[t]] += weight[j] / POSITIONS * near
+    joint = prior.cell_posterior(observed)
+    assert joint.ravel() == pytest.approx(expected / expected.sum(), rel=1e-9)
+    assert joint.sum(1)[0] > 0.95 and weight[0] < 0.05  # the last agreements look like the easy prompt's
+
+
+def test_the_local_table_holds_each_cells_mean(prior):
+    """A cell's entry is the mean over its starts, its prompt's mean where it has none; the openings' local
+    table repeats each prompt's opening in all its cells."""
+    chain = [Candidate("sps", (1, 1))]
+    by_prompt = PlanTable.of(prior, chain)
+    local, opening = PlanTable.of(prior, chain, local=True), PlanTable.of(prior, chain, openings=True, local=True)
+    assert local.cells == opening.cells == STATE_CELLS and local.tokens.shape == (1, 2 * STATE_CELLS)
+    per_start = stop_free_tokens(prior)  # [P] E tokens of the chain of two at each start (NaN: no start)
+    for cell in range(2 * STATE_CELLS):
+        starts = np.flatnonzero((prior.cells == cell) & ~np.isnan(per_start))
+        expected = per_start[starts].mean() if len(starts) else by_prompt.tokens[0, cell // STATE_CELLS]
+        assert local.tokens[0, cell] == pytest.approx(expected, rel=1e-12)
+        opened = PlanTable.of(prior, chain, openings=True).tokens[0, cell // STATE_CELLS]
+        assert opening.tokens[0, cell] == pytest.approx(opened, rel=1e-12)
+
+
+def stop_free_tokens(prior) -> np.ndarray:
+    """[P] E tokens of an ``sps`` chain of two started at each recorded position (NaN at a text's last)."""
+    accept = np.asarray(prior.rates.rates["sps:1"]["by_position"])[:, 0]  # [P]
+    out = np.full(2 * POSITIONS, np.nan)
+    for t in range(2 * POSITIONS):
+        if t % POSITIONS < POSITIONS - 1:
+            out[t] = 1 + accept[t] + accept[t] * accept[t + 1]
+    return out
+
+
+def test_the_planner_mixes_its_cells_by_the_joint_posterior(prior):
+    online = planner(prior, linear_profile(0.001, 0.001))
+    online.observed = list(prior.agreement[POSITIONS : POSITIONS + 6]) + list(prior.agreement[2:6])
+    chosen = online.choose(10, 64)
+    columns = prior.cell_posterior(online.observed).ravel()
+    predicted = online.table.tokens_given(online.calibration(columns), 63) @ columns
+    assert chosen.candidate.scheme is not None
+    assert chosen.tokens_per_step == pytest.approx(predicted[chosen.index], rel=1e-12)
+
+
 def test_weighted_rates_are_the_mixture_of_the_prompts(prior):
     """One-hot weights give the prompt's own rates; the posterior mixes the two."""
     both = expected_tree(prior.rates, "rrs", (2, 2))[0]
@@ -78,7 +184,9 @@ def test_weighted_rates_are_the_mixture_of_the_prompts(prior):
 
 
 def planner(prior, profile, *, every=4, max_new_tokens=64, adapt=True, min_evidence=8) -> OnlinePlanner:
-    table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=8))
+    """The planner with its table per (prompt, local state) cell, as ``scheme="auto"`` builds it (one table
+    for every step: no openings' table)."""
+    table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=8), local=True)
     return OnlinePlanner(
         profile, prior, table, None, max_new_tokens, every=every, adapt=adapt, min_evidence=min_evidence
     )
@@ -330,7 +438,7 @@ def test_steps_that_take_their_whole_tree_lower_the_hazards_and_raise_every_pred
     candidate is predicted more; four that ended at the root: four events, s > 1."""
     online = planner(prior, linear_profile(0.001, 0.001))
     before = online.choose(10, 64)
-    weight = prior.posterior([])  # no agreements seen: the posterior stays the prior
+    weight = online.mixture()[2]  # no agreements seen: the prior's weights of the table's columns
     assert online.calibration(weight) == 1.0
     assert online.table.tokens[before.index] @ weight == pytest.approx(before.tokens_per_step)
     plan = online(torch.zeros(10, dtype=torch.long), [])  # the step's prediction is ``before``'s
@@ -465,12 +573,12 @@ def test_a_plain_stretch_read_back_starts_the_calibration_again(prior):
     stretch back, the calibration counts only the steps after it."""
     online = planner(prior, linear_profile(0.001, 0.001))
     online._ran = [(0, 1, True, False)] * 4  # four walks that ended at the root
-    assert online.calibration(prior.posterior([])) > 1
+    assert online.calibration(online.mixture()[2]) > 1
     online(torch.zeros(10, dtype=torch.long), [])
     plan = TreePlan(None, None, None)
     online._unread = [torch.full((V,), 1 / V)] * 2
     online.observe(plain_step(plan, torch.full((V,), 1 / V), looked_back=torch.full((2, V), 1 / V)))
-    assert online.calibration(prior.posterior([])) == 1.0
+    assert online.calibration(online.mixture()[2]) == 1.0
 
 
 def test_the_lower_quantile_of_the_posterior():
@@ -583,7 +691,7 @@ def test_the_first_step_reads_the_prompt_and_later_steps_plan_from_it(prior):
         assert online.observed == [] and online._fresh
         assert online(seq, [0]).look_back == 0  # the draft has read every committed token but the newest
         chosen = online.choose(41, 63)
-        weight = online.prior.posterior([], online.prompt_agreement)
+        weight = online.prior.cell_posterior([], online.prompt_agreement).ravel()  # [J * cells]
         predicted[name] = online.table.tokens_given(online.calibration(weight), 62) @ weight
         assert chosen.candidate.scheme is None or chosen.tokens_per_step == pytest.approx(
             predicted[name][chosen.index], rel=1e-9

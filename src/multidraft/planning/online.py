@@ -128,7 +128,7 @@ from multidraft.planning.cost import (
     tree_rates,
 )
 from multidraft.planning.planner import uniform_shapes
-from multidraft.planning.prior import PROMPT_POSITIONS, Prior, mean_agreement
+from multidraft.planning.prior import PROMPT_POSITIONS, STATE_CELLS, Prior, mean_agreement
 from multidraft.planning.profile import Profile
 from multidraft.shapes import TreeShape, shape_depth
 from multidraft.step import Step, TreePlan
@@ -177,6 +177,7 @@ class PlanTable:
     level_nodes: list[list[float]]  # [C] E nodes per level (the rates' means)
     read: list[list[bool]]  # [C]
     lengths: np.ndarray  # [C, J, D] P(a stopped chain has L = 1..D drafts) per recorded prompt; others: L = "1"
+    cells: int = 1  # columns per recorded prompt: 1, or one per local state (J above is prompts * cells)
     _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context) -> (profile, 3 arrays)
 
     @property
@@ -198,13 +199,29 @@ class PlanTable:
         return 1.0 + surviving.sum(-1)
 
     @classmethod
-    def of(cls, prior: Prior, candidates: Sequence[Candidate], *, openings: bool = False) -> PlanTable:
+    def of(
+        cls, prior: Prior, candidates: Sequence[Candidate], *, openings: bool = False, local: bool = False
+    ) -> PlanTable:
         """The table of the ``candidates`` the prior can rate (stopped chains need its stop rates at their tau,
         and recorded texts at least as long as they are deep); with ``openings``, each recorded prompt's rates
-        where its text begins rather than their mean over its starts (module docstring: openings)."""
-        by_prompt = at_openings if openings else mean_over_starts
+        where its text begins rather than their mean over its starts (module docstring: openings); with
+        ``local``, one column per cell (prompt j, local state s) at j * STATE_CELLS + s, each the mean over
+        the cell's starts (its prompt's mean where it has none; with ``openings`` too, the prompt's opening
+        in every cell: :mod:`multidraft.planning.prior`, the local state)."""
         prompts = prior.prompts
         count = int(prompts.max()) + 1
+        cells = STATE_CELLS if local else 1
+        per_prompt = at_openings if openings else mean_over_starts
+
+        def by_column(values, starts) -> np.ndarray:  # [count * cells]
+            mean = per_prompt(values, starts, prompts, count)
+            if cells == 1:
+                return mean
+            if openings:
+                return np.repeat(mean, cells)
+            return mean_over_starts(values, starts, prior.cells, count * cells, fallback=np.repeat(mean, cells))
+
+        columns = count * cells
         rows = {"verified": [], "leaf_end": []}
         kept, level_nodes, read, lengths, reach = [], [], [], [], []
         longest = max([shape_depth(c.shape) for c in candidates if c.stop] + [1])
@@ -217,26 +234,26 @@ class PlanTable:
                 tree = stop_chain_rates(prior.stops, prior.agreement, prior.prompts, candidate.stop, depth)
                 if len(tree.starts) == 0:
                     continue  # no recorded text is this long
-                by_length = [by_prompt(column, tree.starts, prompts, count) for column in tree.lengths.T]
-                by_length += [np.zeros(count)] * (longest - depth)
-                lengths.append(np.stack(by_length, 1))  # [J, D]
+                by_length = [by_column(column, tree.starts) for column in tree.lengths.T]
+                by_length += [np.zeros(columns)] * (longest - depth)
+                lengths.append(np.stack(by_length, 1))  # [columns, D]
                 level_nodes.append([1.0] * (depth + 1))
                 read.append([True] * depth)
             else:
                 tree = tree_rates(prior.rates, candidate.scheme, candidate.shape)
-                lengths.append(np.eye(longest)[np.zeros(count, dtype=int)])  # [J, D]: the fixed shape
+                lengths.append(np.eye(longest)[np.zeros(columns, dtype=int)])  # [columns, D]: the fixed shape
                 level_nodes.append(tree.level_nodes)
                 read.append(tree.read)
             for name in rows:
-                rows[name].append(by_prompt(getattr(tree, name), tree.starts, prompts, count))
+                rows[name].append(by_column(getattr(tree, name), tree.starts))
             depth_reach = tree.depth_reach.T if candidate.stop else tree.depth_reach  # [D] rows [T] (or numbers)
-            by_depth = [by_prompt(row, tree.starts, prompts, count) for row in depth_reach]
-            reach.append(np.stack(by_depth + [np.zeros(count)] * (deepest - len(by_depth)), 1))  # [J, deepest]
+            by_depth = [by_column(row, tree.starts) for row in depth_reach]
+            reach.append(np.stack(by_depth + [np.zeros(columns)] * (deepest - len(by_depth)), 1))  # [columns, deepest]
             kept.append(candidate)
         if not kept:
             raise ValueError("the prior rates none of the candidates (stopped chains need its stop rates)")
         rates = (np.array(rows[name]) for name in rows)
-        return cls(kept, np.stack(reach), *rates, level_nodes, read, np.stack(lengths))
+        return cls(kept, np.stack(reach), *rates, level_nodes, read, np.stack(lengths), cells)
 
     def seconds_at(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per candidate, seconds per step = (fixed [C, D] * P(length)).sum(-1) + per_verified [C] * E verified
@@ -278,14 +295,18 @@ def hazards(reach: np.ndarray) -> np.ndarray:
     return np.where(before > 0, 1.0 - reach / np.where(before > 0, before, 1.0), 1.0)
 
 
-def mean_over_starts(values, starts: np.ndarray | None, prompts: np.ndarray, count: int) -> np.ndarray:
-    """Mean per recorded prompt [J] of a per-start array (a plain number: the same for every prompt)."""
+def mean_over_starts(
+    values, starts: np.ndarray | None, prompts: np.ndarray, count: int, fallback: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean per recorded prompt [J] (or any grouping of the positions into ``count`` groups) of a per-start
+    array (a plain number: the same for every group); a group with no start takes ``fallback`` [count], by
+    default the mean over all starts."""
     if starts is None or np.ndim(values) == 0:
         return np.full(count, float(np.mean(values)))
     sums = np.bincount(prompts[starts], weights=values, minlength=count)
     counts = np.bincount(prompts[starts], minlength=count)
-    overall = float(np.mean(values))
-    return np.where(counts > 0, sums / np.maximum(counts, 1), overall)
+    empty = float(np.mean(values)) if fallback is None else fallback
+    return np.where(counts > 0, sums / np.maximum(counts, 1), empty)
 
 
 def at_openings(values, starts: np.ndarray | None, prompts: np.ndarray, count: int) -> np.ndarray:
@@ -300,6 +321,12 @@ def at_openings(values, starts: np.ndarray | None, prompts: np.ndarray, count: i
     opening = starts == begins[prompts[starts]]  # [T]
     out[prompts[starts[opening]]] = np.asarray(values)[opening]
     return out
+
+
+def by_prompt(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """[C, J] per recorded prompt, the mean of ``values`` [C, J * cells] over its cells weighted by ``cells``
+    [J, cells] (rows summing to 1)."""
+    return np.einsum("cjs,js->cj", values.reshape(values.shape[0], *cells.shape), cells)
 
 
 def lower_quantile(values: np.ndarray, weight: np.ndarray, level: float) -> np.ndarray:
@@ -367,16 +394,39 @@ class OnlinePlanner:
     def __post_init__(self):
         if self.opening is None:
             self.opening = self.table
-        elif self.opening.candidates != self.table.candidates:
-            raise ValueError("the openings' plan table must rate the same candidates as the plan table")
+        elif self.opening.candidates != self.table.candidates or self.opening.cells != self.table.cells:
+            raise ValueError("the openings' table must rate the same candidates in the same cells as the plan table")
 
     @functools.cached_property
     def prior_weight(self) -> np.ndarray:
         """[J] the recorded prompts' weights before any evidence."""
         return self.prior.posterior([])
 
+    @functools.cached_property
+    def prior_cells(self) -> np.ndarray:
+        """[J, cells] each recorded prompt's cells weighted before any evidence (their shares of its positions)."""
+        return self._split(self.prior.cell_posterior([]) if self.table.cells > 1 else self.prior_weight[:, None])[1]
+
+    def mixture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The posterior w [J] of the recorded prompts, each one's cells' weights u [J, cells] given it (rows
+        summing to 1), and the table's columns' weights w_j u_js [J * cells] (module docstring; with one cell
+        per prompt, u = 1)."""
+        seen = self.observed[-WINDOW:]
+        if self.table.cells == 1:
+            joint = self.prior.posterior(seen, self.prompt_agreement)[:, None]
+        else:
+            joint = self.prior.cell_posterior(seen, self.prompt_agreement)
+        weight, cells = self._split(joint)
+        return weight, cells, joint.ravel()
+
+    @staticmethod
+    def _split(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A joint [J, cells] as its marginal [J] and its rows given the prompt (0 where the prompt has none)."""
+        weight = joint.sum(1)
+        return weight, joint / np.where(weight > 0, weight, 1.0)[:, None]
+
     def calibration(self, weight: np.ndarray) -> float:
-        """s = (k + events) / (k + exposure) under the mixture of the recorded prompts ``weight`` [J],
+        """s = (k + events) / (k + exposure) under the mixture of the table's columns ``weight`` [J * cells],
         k = :data:`CALIBRATION_EVENTS`, within :data:`CALIBRATION_RANGE` (module docstring)."""
         if not self._ran:
             return 1.0
@@ -441,25 +491,25 @@ class OnlinePlanner:
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
         table = self.opening if self._emitted == 0 else self.table
-        weight = self.prior.posterior(self.observed[-WINDOW:], self.prompt_agreement)  # [J]
-        per_prompt = table.tokens_given(self.calibration(weight), max(remaining - 1, 0))  # [C, J]
-        tokens = per_prompt @ weight  # [C]
-        verified, leaf_end = table.verified @ weight, table.leaf_end @ weight
+        weight, cells, columns = self.mixture()  # [J], [J, cells], [J * cells]
+        per_column = table.tokens_given(self.calibration(columns), max(remaining - 1, 0))  # [C, J * cells]
+        tokens = per_column @ columns  # [C]
+        verified, leaf_end = table.verified @ columns, table.leaf_end @ columns
         plain_step = autoregressive_step(self.profile, context)
         behind = self._draft_behind or 1
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
         fixed, per_verified, per_leaf_end = table.seconds_at(self.profile, context)
-        laws = np.einsum("cjd,j->cd", table.lengths, weight)  # [C, D] P(length) of stopped chains
+        laws = np.einsum("cjd,j->cd", table.lengths, columns)  # [C, D] P(length) of stopped chains
         seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
         rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]
-        uncalibrated = table.tokens_given(1.0, max(remaining - 1, 0))  # [C, J]
+        uncalibrated = by_prompt(table.tokens_given(1.0, max(remaining - 1, 0)), self.prior_cells)  # [C, J]
         high = lower_quantile(uncalibrated, self.prior_weight, 1.0 - DOUBT_LEVEL)
         watch = self.adapt and bool((high / seconds > 1.0 / plain_step).any())  # speculation could pay here
         watching = self.profile.draft(LOOK_BACK_AFTER + 1, context) / LOOK_BACK_AFTER if watch else 0.0
         plain = 1.0 / (plain_step + watching)
         low = tokens
         if len(self.observed) >= self.min_evidence:
-            low = np.minimum(low, lower_quantile(per_prompt, weight, DOUBT_LEVEL))
+            low = np.minimum(low, lower_quantile(by_prompt(per_column, cells), weight, DOUBT_LEVEL))
         safe = low / (seconds * (1 + COST_MARGIN)) > plain  # [C] beats plain decoding with the margins
         if not safe.any():
             return Prediction(Candidate(None, None), 1.0, plain, plain, watch=watch)

@@ -15,10 +15,13 @@ prompt j's".  The prior puts equal weight on every recorded prompt.
 **Posterior.**  During a generation the decoder sees p and q at the nodes
 its walk visits (the root of every step and the accepted drafts): positions
 of text with the target's law, as the recorded positions are.  Their
-agreements y_1..y_n are the evidence.  Under prompt j they are modelled as
-independent draws from the kernel density of j's recorded agreements,
+agreements are the evidence, read on the scale x = log(1 - a + eps),
+eps = :data:`SCALE_FLOOR` (:func:`agreement_scale`): it tells 0.98 from
+0.999, where a long chain's length is decided, and eps keeps one exact
+agreement from dominating.  Under prompt j the observed x_1..x_n are
+modelled as independent draws from the kernel density of j's recorded ones,
 
-    f_j(y) = (1 / T_j) sum_t phi((y - a_{j,t}) / h) / h,
+    f_j(x) = (1 / T_j) sum_t phi((x - x_{j,t}) / h) / h,   h = :data:`BANDWIDTH`,
 
 so the posterior weight of prompt j is
 
@@ -45,10 +48,32 @@ untempered since it is a single number.  It tells a request for code from
 the rest; it cannot tell a chat answer from a summary, which the answer's
 own agreements then do.  A prior without the g_j (an older recording, a
 one-prompt pilot) ignores it.
+
+**The local state.**  Within one text, acceptance comes in runs: a chain of
+28 drafts pays where the text copies, not where it merely agrees on
+average, and a prompt's rates averaged over all its positions cannot see
+that.  So every recorded position t also has a *state* s_t, the mean of x
+over the :data:`STATE_POSITIONS` agreements just before it in its text, and
+the generation has one, s*, the same mean over its last observed
+agreements.  The generation's next position is modelled as one of prompt
+j's positions, alike a priori, whose state is s* up to the kernel: the
+joint posterior of (prompt, position) is
+
+    P(j, t) ∝ w_j (1 / T_j) phi((s_t - s*) / h)
+
+(:meth:`Prior.cell_posterior`), and the planner predicts from the recorded
+continuations of the positions it weights.  A plan table keeps one mean per
+cell (prompt j, state bin; :data:`STATE_BINS` bins, and one cell more for
+the positions that open a text, which have no state), not per position, and
+the cell carries the sum of its positions' weights.  With no agreement seen
+every position keeps its prompt's weight: the mixture of the prompts'
+means.  ``benchmarks/prior_calibration.py`` measures what this and the
+scale do to predictions, leaving each recorded prompt out in turn.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -60,8 +85,10 @@ import torch
 
 from multidraft.planning.acceptance import RankRates, rates_from_recording, stop_rates
 
-#: Kernel bandwidth of the agreement densities (agreements lie in [0, 1]).
-BANDWIDTH = 0.08
+#: eps of the scale log(1 - a + eps) on which agreements a are compared.
+SCALE_FLOOR = 0.01
+#: Kernel bandwidth of the agreement densities and of the local state on that scale (it spans [-4.6, 0]).
+BANDWIDTH = 0.5
 #: Tempering of the likelihood: consecutive positions of one text are correlated.
 TEMPERING = 0.5
 #: Density floor: no recorded prompt is ruled out by one surprising position.
@@ -70,6 +97,25 @@ FLOOR = 1e-3
 PROMPT_POSITIONS = 32
 #: Kernel bandwidth of that mean.
 PROMPT_BANDWIDTH = 0.1
+#: Agreements just before a position that make its local state (module docstring).
+STATE_POSITIONS = 4
+#: Equal bins of the state between log(eps) and log(1 + eps); one more cell holds the openings of texts.
+STATE_BINS = 12
+#: Cells per recorded prompt.
+STATE_CELLS = STATE_BINS + 1
+
+
+def agreement_scale(agreement) -> np.ndarray:
+    """x = log(1 - a + eps) of agreements a (rounding above 1 read as 1), eps = :data:`SCALE_FLOOR`."""
+    return np.log1p(SCALE_FLOOR - np.minimum(np.asarray(agreement, dtype=np.float64), 1.0))
+
+
+def state_bin(state: np.ndarray) -> np.ndarray:
+    """The cell of each state [n] within its prompt: a bin 0..STATE_BINS - 1, or STATE_BINS where NaN."""
+    low, high = math.log(SCALE_FLOOR), math.log1p(SCALE_FLOOR)
+    scaled = np.nan_to_num((state - low) / (high - low) * STATE_BINS)
+    bins = np.clip(scaled.astype(np.int64), 0, STATE_BINS - 1)
+    return np.where(np.isnan(state), STATE_BINS, bins)
 
 
 def mean_agreement(p: torch.Tensor, q: torch.Tensor) -> float:
@@ -108,6 +154,39 @@ class Prior:
     def prompts(self) -> np.ndarray:
         """[P] the recorded prompt of each position."""
         return np.asarray(self.rates.sequence)
+
+    @functools.cached_property
+    def states(self) -> np.ndarray:
+        """[P] each position's state: the mean of :func:`agreement_scale` over the up to :data:`STATE_POSITIONS`
+        agreements before it in its text (NaN where it opens a text)."""
+        prompts, scale = self.prompts, agreement_scale(self.agreement)
+        total, count = np.zeros(scale.size), np.zeros(scale.size)
+        for back in range(1, STATE_POSITIONS + 1):
+            same = np.zeros(scale.size, dtype=bool)
+            same[back:] = prompts[back:] == prompts[:-back]
+            total[back:] += np.where(same[back:], scale[:-back], 0.0)
+            count += same
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    @functools.cached_property
+    def cells(self) -> np.ndarray:
+        """[P] each position's cell, prompt * :data:`STATE_CELLS` + its state's bin (:func:`state_bin`)."""
+        return self.prompts * STATE_CELLS + state_bin(self.states)
+
+    def cell_posterior(self, observed: Sequence[float], prompt: float | None = None) -> np.ndarray:
+        """[prompts, STATE_CELLS] the joint posterior of (recorded prompt, its cell) given the observed agreements
+        and the prompt's mean agreement, summing to 1 (module docstring: the local state)."""
+        log_weight = self._log_posterior(observed, prompt)  # [J]
+        count, prompts = log_weight.size, self.prompts
+        log_position = log_weight[prompts] - np.log(np.bincount(prompts, minlength=count))[prompts]  # [P]
+        if len(observed):
+            here = float(agreement_scale(observed[-STATE_POSITIONS:]).mean())
+            near = -0.5 * ((self.states - here) / BANDWIDTH) ** 2
+            if not np.isnan(near).all():  # else every recorded text is one position long: no state to match
+                log_position = np.where(np.isnan(near), -np.inf, log_position + near)
+        weight = np.exp(log_position - log_position.max())
+        cells = np.bincount(self.cells, weights=weight, minlength=count * STATE_CELLS)
+        return (cells / cells.sum()).reshape(count, STATE_CELLS)
 
     def save(self, path: Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -156,21 +235,26 @@ class Prior:
     def posterior(self, observed: Sequence[float], prompt: float | None = None) -> np.ndarray:
         """Weights [prompts] of the recorded prompts given the observed agreements and the ``prompt``'s mean
         agreement g (None or NaN: not seen; module docstring)."""
-        prompts, agreement = self.prompts, np.asarray(self.agreement)
+        log_weight = self._log_posterior(observed, prompt)
+        weight = np.exp(log_weight - log_weight.max())
+        return weight / weight.sum()
+
+    def _log_posterior(self, observed: Sequence[float], prompt: float | None) -> np.ndarray:
+        """log w_j [prompts] up to a constant (:meth:`posterior`)."""
+        prompts, agreement = self.prompts, agreement_scale(self.agreement)
         count = int(prompts.max()) + 1
         log_weight = np.zeros(count)
         if prompt is not None and not math.isnan(prompt) and self.prompt_agreement:
             log_weight -= 0.5 * ((prompt - np.asarray(self.prompt_agreement)) / PROMPT_BANDWIDTH) ** 2
         if len(observed):
-            y = np.asarray(observed, dtype=np.float64)
+            y = agreement_scale(observed)
             kernel = np.exp(-0.5 * ((y[None, :] - agreement[:, None]) / BANDWIDTH) ** 2)  # [P, n]
             kernel /= BANDWIDTH * math.sqrt(2 * math.pi)
             density = np.zeros((count, y.size))
             np.add.at(density, prompts, kernel)
             density /= np.bincount(prompts, minlength=count)[:, None]  # f_j(y_i)
             log_weight += TEMPERING * np.log(density + FLOOR).sum(1)
-        weight = np.exp(log_weight - log_weight.max())
-        return weight / weight.sum()
+        return log_weight
 
     def rates_given(self, observed: Sequence[float]) -> RankRates:
         """The rank rates of the recorded positions weighted by the posterior of their prompts."""
