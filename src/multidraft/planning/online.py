@@ -17,8 +17,10 @@ a plain stretch's agreements arrive, and otherwise every ``every`` plain
 steps (only the context has changed; on an engine where plain decoding wins
 a re-plan at every token would cost a few percent of it): the posterior weights w of the
 recorded prompts given the agreements seen so far
-(:meth:`multidraft.planning.prior.Prior.posterior`) mix the table,
-E_w[tokens | c] = sum_j w_j tokens[c, j], and the profile turns each
+and the local state of the last agreements
+(:meth:`multidraft.planning.prior.Prior.cell_posterior`) mix the table per
+cell (prompt j, state s), E[tokens | c] = sum_{j,s} P(j, s) tokens[c, j, s],
+and the profile turns each
 candidate into seconds per step at the current context
 (:func:`multidraft.planning.cost.step_seconds`).  A draft that lags behind
 (at the first step, or after plain steps) first reads what it lacks; that
