@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Rebuild ``src/multidraft/data/priors/*.json``: the bundled pair's acceptance priors, from committed recordings.
 
-    python scripts/build_priors.py benchmarks/results/prior_T0.6.npz benchmarks/results/prior_T1.0.npz
+    python scripts/build_priors.py benchmarks/results/prior_T0.6.npz benchmarks/results/prior_T1.0.npz \
+        benchmarks/results/prior_long_T0.6.npz benchmarks/results/prior_long_T1.0.npz
 
-Each recording (``multidraft record`` on the bundled pair with the int8 draft, prompts of every
-category past the ones the benchmarks use) becomes one prior
+The recordings made at one temperature (``multidraft record`` on the bundled pair with the int8 draft,
+prompts of every category past the ones the benchmarks use) are joined into one
+(:meth:`multidraft.bench.recording.Recording.join`), which becomes one prior
 (:meth:`multidraft.planning.prior.Prior.from_recording`), tagged with the pair it describes so that
 ``scheme="auto"`` uses it only for that pair and draft option.  The rank rates are Monte Carlo over
 the draft laws with a fixed seed, so the output is the same for the same recordings.
@@ -40,14 +42,17 @@ def main() -> int:
     parser.add_argument("recordings", nargs="+", type=Path)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    by_temperature: dict[float, list[Path]] = {}
     for path in args.recordings:
-        recording = Recording.load(path)
-        header = recording.header
-        if header.get("draft_option", {}).get("vocabulary") is not None:
-            raise ValueError(f"{path}: priors are built for the full-vocabulary draft")
-        precision = header.get("draft_option", {}).get("precision", "int8")
-        prior = Prior.from_recording(recording, source=path.name, pair=bundled_key(precision))
-        out = OUT / f"bundled-{precision}-T{header['temperature']:g}.json"
+        by_temperature.setdefault(Recording.load(path).header["temperature"], []).append(path)
+    for temperature, paths in by_temperature.items():
+        recording = Recording.join([Recording.load(path) for path in paths])
+        if recording.header.get("draft_option", {}).get("vocabulary") is not None:
+            raise ValueError(f"{', '.join(map(str, paths))}: priors are built for the full-vocabulary draft")
+        precision = recording.header.get("draft_option", {}).get("precision", "int8")
+        source = " + ".join(path.name for path in paths)
+        prior = Prior.from_recording(recording, source=source, pair=bundled_key(precision))
+        out = OUT / f"bundled-{precision}-T{temperature:g}.json"
         out.write_text(json.dumps(asdict(prior), separators=(",", ":")) + "\n")
         kinds = sorted(set(prior.kinds))
         print(

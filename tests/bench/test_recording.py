@@ -85,6 +85,41 @@ def test_categories_of_positions_come_from_the_header():
         recording.categories()
 
 
+def _small_recording(categories, prompt_index, temperature=0.6, new_tokens=2, start=0.0):
+    positions = len(prompt_index)
+    return Recording(
+        header={"temperature": temperature, "top_n": 1, "categories": categories, "new_tokens": new_tokens},
+        token_ids=np.arange(positions, dtype=np.int64)[:, None],
+        p=np.full((positions, 1), 0.5) + start,
+        q=np.full((positions, 1), 0.25),
+        p_tail=np.full(positions, 0.5) - start,
+        q_tail=np.full(positions, 0.75),
+        prompt_index=np.asarray(prompt_index, np.int64),
+        prompt_agreement=np.linspace(0.1, 0.2, len(categories)) + start,
+    )
+
+
+def test_join_concatenates_positions_and_shifts_prompts():
+    first = _small_recording(["code", "chat"], [0, 0, 1, 1])
+    second = _small_recording(["summarization"], [0, 0, 0], new_tokens=3, start=0.125)
+    joined = Recording.join([first, second])
+    assert joined.prompt_index.tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert list(joined.categories()) == ["code", "code", "chat", "chat", *["summarization"] * 3]
+    np.testing.assert_array_equal(joined.p[4:], second.p)
+    np.testing.assert_array_equal(joined.q_tail[:4], first.q_tail)
+    np.testing.assert_array_equal(joined.prompt_agreement, np.concatenate([first.prompt_agreement, [0.225]]))
+    assert [part["new_tokens"] for part in joined.header["parts"]] == [2, 3]
+    assert [part["prompts"] for part in joined.header["parts"]] == [2, 1]
+    assert joined.header["temperature"] == 0.6
+
+
+def test_join_refuses_recordings_made_differently():
+    with pytest.raises(ValueError, match="differs from recording 0 in temperature"):
+        Recording.join([_small_recording(["code"], [0]), _small_recording(["code"], [0], temperature=1.0)])
+    with pytest.raises(ValueError, match="at least one"):
+        Recording.join([])
+
+
 def test_the_draft_is_read_as_the_decoder_reads_it():
     """Prompt in one forward, then one token per forward: the same logits as one forward for a float model."""
     from multidraft.runners import TorchRunner, read_as_decoder

@@ -67,6 +67,22 @@ COLUMNS = {
     "prompt_index": np.int64,
 }
 
+#: Header entries that recordings joined into one (:meth:`Recording.join`) must share.
+JOINED_ALIKE = (
+    "target",
+    "draft",
+    "licences",
+    "draft_option",
+    "max_prompt_tokens",
+    "draft_precision",
+    "draft_vocab",
+    "temperature",
+    "top_k",
+    "top_p",
+    "top_n",
+    "draft_read",
+)
+
 
 @dataclass
 class Recording:
@@ -84,19 +100,21 @@ class Recording:
     def __len__(self) -> int:
         return len(self.p)
 
-    def categories(self) -> np.ndarray:
-        """The prompt category of every position: [P] str.
+    def prompt_categories(self) -> list[str]:
+        """The category of every prompt, in order.
 
-        From the header's ``categories`` (one per prompt); recordings made before it was stored
-        name each prompt ``"category/id"`` in ``prompts``, and the category is read from there.
+        From the header's ``categories``; recordings made before it was stored name each prompt
+        ``"category/id"`` in ``prompts``, and the category is read from there.
         """
         if "categories" in self.header:
-            per_prompt = self.header["categories"]
-        elif "prompts" in self.header:
-            per_prompt = [name.split("/", 1)[0] for name in self.header["prompts"]]
-        else:
-            raise ValueError("this recording names no prompt categories (its header has no 'categories' or 'prompts')")
-        return np.asarray(per_prompt, dtype=str)[self.prompt_index]
+            return [str(kind) for kind in self.header["categories"]]
+        if "prompts" in self.header:
+            return [name.split("/", 1)[0] for name in self.header["prompts"]]
+        raise ValueError("this recording names no prompt categories (its header has no 'categories' or 'prompts')")
+
+    def categories(self) -> np.ndarray:
+        """The prompt category of every position: [P] str (:meth:`prompt_categories`)."""
+        return np.asarray(self.prompt_categories(), dtype=str)[self.prompt_index]
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(p, q) at position i over the top-N tokens plus one tail token: [N + 1] each."""
@@ -112,6 +130,37 @@ class Recording:
                 **{name: getattr(self, name) for name in COLUMNS},
                 **extra,
             )
+
+    @classmethod
+    def join(cls, parts: Sequence[Recording]) -> Recording:
+        """One recording holding the prompts of ``parts`` in order: their positions concatenated, each part's
+        prompt indices shifted past the prompts before it.  The parts must have been recorded alike (the same
+        models, draft option, sampling options and top N: :data:`JOINED_ALIKE`); they may differ in their
+        prompts, offset, seed and number of new tokens, which the joined header keeps per part in ``parts``.
+        """
+        if not parts:
+            raise ValueError("Recording.join needs at least one recording")
+        first = parts[0].header
+        for index, part in enumerate(parts[1:], 1):
+            differing = [key for key in JOINED_ALIKE if part.header.get(key) != first.get(key)]
+            if differing:
+                raise ValueError(f"recording {index} differs from recording 0 in {', '.join(differing)}")
+            if (part.prompt_agreement is None) != (parts[0].prompt_agreement is None):
+                raise ValueError(f"recording {index} and recording 0 differ in whether they keep prompt_agreement")
+        counts = [int(part.prompt_index.max()) + 1 for part in parts]
+        shifts = np.cumsum([0, *counts[:-1]])
+        header = {key: first[key] for key in JOINED_ALIKE if key in first}
+        header["prompts"] = [name for part in parts for name in part.header.get("prompts", [])]
+        header["categories"] = [kind for part in parts for kind in part.prompt_categories()]
+        header["parts"] = [
+            {key: part.header.get(key) for key in ("prompt_offset", "new_tokens", "seed", "multidraft_version")}
+            | {"prompts": count}
+            for part, count in zip(parts, counts)
+        ]
+        agreement = None if parts[0].prompt_agreement is None else np.concatenate([p.prompt_agreement for p in parts])
+        columns = {name: np.concatenate([getattr(part, name) for part in parts]) for name in COLUMNS}
+        columns["prompt_index"] = np.concatenate([part.prompt_index + shift for part, shift in zip(parts, shifts)])
+        return cls(header=header, **columns, prompt_agreement=agreement)
 
     @classmethod
     def load(cls, path: Path) -> Recording:
