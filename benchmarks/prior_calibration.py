@@ -18,13 +18,14 @@ recorded continuation).  No calibration multiplier and no cut at the tokens stil
 are the whole tree.  Per temperature, kind of prompt and plan: mean truth / mean prediction.  Exact
 (no timing), so load does not matter.
 
-    PYTHONPATH=src python benchmarks/prior_calibration.py
+    PYTHONPATH=src python benchmarks/prior_calibration.py [--name prior_calibration]
 
-Writes benchmarks/results/prior_calibration.{json,md}.
+Writes benchmarks/results/NAME.{json,md}.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -105,6 +106,9 @@ def held_out(prior: Prior) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="prior_calibration", help="results file stem under benchmarks/results")
+    args = parser.parse_args()
     results = []
     for name in ("bundled-int8-T0.6.json", "bundled-int8-T1.json"):
         prior = Prior.load(Path(str(resources.files("multidraft.data.priors") / name)))
@@ -128,7 +132,7 @@ def main() -> None:
             )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out = {
-        "command": "PYTHONPATH=src python benchmarks/prior_calibration.py",
+        "command": f"PYTHONPATH=src python benchmarks/prior_calibration.py --name {args.name}",
         "commit": commit,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -154,9 +158,9 @@ def main() -> None:
     keys = ("linear", "prompts", "local")
     lines += [
         "",
-        "| T | rows | mean abs log(truth / predicted): prompts | local state | rows off by > 10%: prompts "
-        "| local state |",
-        "|" + "---|" * 6,
+        "| T | rows | mean abs log(truth / predicted): linear | prompts | local state "
+        "| rows off by > 10%: linear | prompts | local state |",
+        "|" + "---|" * 8,
     ]
     for temperature in sorted({r["temperature"] for r in results}):
         chosen = [r for r in results if r["temperature"] == temperature]
@@ -164,9 +168,9 @@ def main() -> None:
         means = " | ".join(f"{off[key].mean():.3f}" for key in keys)
         counts = " | ".join(str(int((off[key] > np.log(1.1)).sum())) for key in keys)
         lines.append(f"| {temperature:g} | {len(chosen)} | {means} | {counts} |")
-    with replace_atomically(RESULTS / "prior_calibration.json") as path:
+    with replace_atomically(RESULTS / f"{args.name}.json") as path:
         path.write_text(json.dumps(out, indent=1) + "\n")
-    with replace_atomically(RESULTS / "prior_calibration.md") as path:
+    with replace_atomically(RESULTS / f"{args.name}.md") as path:
         path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
