@@ -147,11 +147,12 @@ class Recording:
                 raise ValueError(f"recording {index} differs from recording 0 in {', '.join(differing)}")
             if (part.prompt_agreement is None) != (parts[0].prompt_agreement is None):
                 raise ValueError(f"recording {index} and recording 0 differ in whether they keep prompt_agreement")
-        counts = [int(part.prompt_index.max()) + 1 for part in parts]
+        categories = [part.prompt_categories() for part in parts]
+        counts = [len(kinds) for kinds in categories]
         shifts = np.cumsum([0, *counts[:-1]])
         header = {key: first[key] for key in JOINED_ALIKE if key in first}
         header["prompts"] = [name for part in parts for name in part.header.get("prompts", [])]
-        header["categories"] = [kind for part in parts for kind in part.prompt_categories()]
+        header["categories"] = [kind for kinds in categories for kind in kinds]
         header["parts"] = [
             {key: part.header.get(key) for key in ("prompt_offset", "new_tokens", "seed", "multidraft_version")}
             | {"prompts": count}
