@@ -13,8 +13,8 @@ import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
-from multidraft import schemes, theory
-from multidraft.decoding import autoregressive, generate
+from multidraft import schemes, theory, verifiers
+from multidraft.decoding import autoregressive, decode, generate
 from multidraft.runners import TorchRunner
 from multidraft.sampling_options import Sampling, probabilities
 from multidraft.shapes import check_shape, parse_shape, shape_depth
@@ -535,3 +535,33 @@ def test_confidence_stop_is_checked(pair):
                 verifier=verifier,
                 min_draft_probability=tau,
             )
+
+
+@pytest.mark.parametrize("verifier", ["token", "block"])
+def test_copied_drafts_keep_the_target_law(pair, verifier):
+    """Steps alternating between a chain copied from the text and a drafted one (the draft then reads what it
+    missed): the first three tokens keep the target's law under either verifier."""
+    target, draft = pair
+    prompt = torch.tensor([3, 1, 4, 1, 5, 3, 1])  # ends with "3 1", which occurred before: copies "4 1 5"
+    law = sequence_law(target, prompt, 3, temperature=1.0, **OPTIONS)
+    generator = torch.Generator().manual_seed(9)
+    sps = schemes.get("sps")
+    plans = [TreePlan(sps, (1, 1, 1), generator, lookup=True), TreePlan(sps, (1, 1), generator)]
+    sampling = Sampling.for_runners(1.0, OPTIONS["top_k"], OPTIONS["top_p"], TorchRunner(target), TorchRunner(draft))
+    samples, copied = [], 0
+    for _ in range(800):
+        tokens, steps, _ = decode(
+            TorchRunner(target),
+            TorchRunner(draft),
+            prompt,
+            lambda seq, steps: plans[len(steps) % 2],
+            sampling,
+            verifiers.get(verifier),
+            generator,
+            max_new_tokens=4,
+            stop=frozenset(),
+        )
+        samples.append(tokens)
+        copied += sum(step.accepted for step in steps[::2])
+    assert copied > 100, "the test should see copied drafts accepted"
+    assert_law(samples, law)

@@ -135,3 +135,33 @@ def test_the_first_step_looks_back_at_the_prompt_with_both_models(pair, one_thre
     longer = torch.cat([seq, torch.tensor(step.walk.tokens)])
     later = speculative_step(target_runner, draft_runner, longer, [plan], sampling, verifiers.get("token"), generator)
     assert later.target_looked_back.shape[0] == 0
+
+
+@torch.no_grad()
+def test_a_copying_plan_verifies_the_texts_continuation_without_calling_the_draft(pair, one_thread):
+    """The tree is the chain after the latest earlier "2 3", cut to the plan's depth; q is the point mass on each
+    copied token; the draft's cache is untouched and the target's keeps the accepted path."""
+    target, draft = pair
+    sampling = Sampling(1.0, None, None, torch.device("cpu"), torch.float32)
+    seq = torch.tensor([1, 2, 3, 6, 5, 4, 2, 3])
+    draft_runner = TorchRunner(draft)
+    generator = torch.Generator().manual_seed(0)
+    plan = TreePlan(schemes.get("sps"), (1, 1, 1), generator, lookup=True)
+    step = speculative_step(TorchRunner(target), draft_runner, seq, [plan], sampling, verifiers.get("token"), generator)
+    assert step.trees[0].tokens.tolist() == [3, 6, 5, 4]
+    assert step.q[0].shape == (3, step.p[0].shape[1]) and step.q[0].sum(-1).tolist() == [1.0, 1.0, 1.0]
+    assert step.q[0][torch.arange(3), torch.tensor([6, 5, 4])].tolist() == [1.0, 1.0, 1.0]
+    assert draft_runner.cached() == 0 and step.looked_back is None
+    accepted = len(step.walk.tokens) - 1
+    assert step.walk.tokens[:accepted] == [6, 5, 4][:accepted]
+    nothing = TreePlan(schemes.get("sps"), (1, 1), generator, lookup=True)
+    alone = speculative_step(
+        TorchRunner(target),
+        draft_runner,
+        torch.tensor([1, 2, 3]),
+        [nothing],
+        sampling,
+        verifiers.get("block"),
+        generator,
+    )
+    assert alone.trees[0].size == 1 and len(alone.walk.tokens) == 1  # nothing to copy: one token drawn from p

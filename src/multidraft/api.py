@@ -92,8 +92,10 @@ def planner_for(
     max_new_tokens: int,
     adapt: bool = True,
     profile: Profile | None = None,
+    copying: bool = True,
 ) -> OnlinePlanner:
-    """The online planner of a checked request over ``candidates`` (module docstring)."""
+    """The online planner of a checked request over ``candidates`` (module docstring), with chains copied from
+    the text among its candidates if ``copying``."""
     if profile is None:
         profile = planning.cached_profile(target, draft, progress=_profiling_bar())
     prior = planning.cached_prior(
@@ -107,7 +109,9 @@ def planner_for(
         table = PlanTable.of(prior, candidates, local=True)
         opening = PlanTable.of(prior, candidates, openings=True, local=True)
         _tables[key] = (prior, table, opening)  # holding the prior keeps its id from naming another one
-    return OnlinePlanner(profile, prior, table, generator, max_new_tokens, adapt=adapt, opening=opening)
+    return OnlinePlanner(
+        profile, prior, table, generator, max_new_tokens, adapt=adapt, opening=opening, copying=copying
+    )
 
 
 def _profiling_bar():
@@ -153,8 +157,9 @@ def generate(
     With ``"auto"`` each step's (scheme, tree), or plain decoding, is the online planner's
     (module docstring; ``adapt=False`` keeps its first choice for the whole generation; ``profile``
     replaces this machine's cached cost profile, e.g. :meth:`~multidraft.planning.profile.Profile.slowed`).
-    ``result.plans`` names every step's choice ("" for plain decoding), ``result.scheme`` and
-    ``result.tree`` the most frequent one ("autoregressive" when plain decoding ran most), and
+    ``result.plans`` names every step's choice ("" for plain decoding, "lookup 1xd" for a chain copied from the
+    text: :mod:`multidraft.lookup`, planned with ``scheme`` and ``tree`` both "auto" and the token walk only),
+    ``result.scheme`` and ``result.tree`` the most frequent one ("autoregressive" when plain decoding ran most), and
     ``result.predicted_tokens`` the planner's expected tokens per step for each choice.
     ``min_draft_probability`` (the confidence stop of :mod:`multidraft.step`) is an option of a fixed
     scheme and tree only.
@@ -207,6 +212,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         adapt=adapt,
         profile=profile,
+        copying=scheme == "auto" and tree == "auto" and verifier == "token",
     )
     result = run(
         *runners,

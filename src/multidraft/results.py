@@ -30,11 +30,13 @@ class StepSummary:
 
     @property
     def name(self) -> str:
-        """ "scheme tree" of the plan ("scheme tree@tau" when it stops on the draft's confidence), "" for plain
-        decoding."""
+        """ "scheme tree" of the plan ("scheme tree@tau" when it stops on the draft's confidence; "lookup tree"
+        when it copies its drafts from the text), "" for plain decoding."""
         plan = self.plan
         if plan.scheme is None:
             return ""
+        if plan.lookup:
+            return f"lookup {format_shape(plan.shape)}"
         stop = f"@{plan.min_probability:g}" if plan.min_probability else ""
         return f"{plan.scheme.name} {format_shape(plan.shape)}{stop}"
 
@@ -177,6 +179,8 @@ def expectation(verifier, expected: list[float]) -> Callable[[Step], None]:
     def observe(step: Step) -> None:
         s = step.driver
         plan = step.plans[s]
-        expected.append(judge(plan, verifier).expected_tokens(step.trees[s], plan.scheme, step.p[s], step.q[s]))
+        expected.append(
+            judge(plan, verifier, step.trees[s]).expected_tokens(step.trees[s], plan.scheme, step.p[s], step.q[s])
+        )
 
     return observe

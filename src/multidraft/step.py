@@ -47,6 +47,14 @@ the scheme's law at v or is a leaf (the bonus token, drawn from p); by
 induction over the path the emitted sequence has the target's law.  Verifiers
 that judge a whole tree at once assume its shape was fixed in advance, so the
 rule is refused for them (:func:`check_stop`).
+
+**Drafts copied from the text** (``TreePlan.lookup``): the tree is the chain
+that followed an earlier occurrence of the text's last tokens
+(:func:`multidraft.lookup.continuation`), cut to the plan's depth, with the
+point mass on each copied token as its draft law q.  The draft is not called
+(unless the plan looks back), so it falls behind as after plain steps.  The
+chain and its length are functions of the committed text alone, fixed
+before anything of the step is drawn, so every verifier stays lossless on it.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from multidraft.guards import check_finite
+from multidraft.lookup import continuation
 from multidraft.runners.base import Runner, causal_visibility
 from multidraft.sampling_options import Sampling
 from multidraft.schemes.base import Scheme
@@ -76,6 +85,8 @@ class TreePlan:
     anyway when it lags (after plain steps), so that a planner can compare it with the target's laws
     there; with plain decoding the draft then reads the tokens it lacks and draws nothing.  The target
     gives its law at those of them it reads in this step too (at the first step: the prompt's).
+    ``lookup`` copies the drafts from the committed text instead (module docstring): a chain of at most
+    the depth of ``shape``, which must be a chain, verified as ``scheme``'s with point-mass draft laws.
     """
 
     scheme: Scheme | None
@@ -83,6 +94,7 @@ class TreePlan:
     generator: torch.Generator | None
     min_probability: float = 0.0
     look_back: int = 0
+    lookup: bool = False
 
 
 def within(plan: TreePlan, depth: int) -> TreePlan:
@@ -96,10 +108,10 @@ def within(plan: TreePlan, depth: int) -> TreePlan:
     return replace(plan, shape=shape_prefix(plan.shape, depth))
 
 
-def judge(plan: TreePlan, verifier: Verifier) -> Verifier:
-    """The verifier of ``plan``'s tree: ``verifier``, or for plain decoding (no drafts) the token walk, which
-    draws the root's one token from p under every verifier."""
-    return verifier if plan.scheme is not None else PLAIN
+def judge(plan: TreePlan, verifier: Verifier, tree: Tree) -> Verifier:
+    """The verifier of ``plan``'s ``tree``: ``verifier``, or for a tree without drafts (plain decoding, a copying
+    plan with nothing to copy) the token walk, which draws the root's one token from p under every verifier."""
+    return verifier if plan.scheme is not None and tree.size > 1 else PLAIN
 
 
 def check_stop(min_probability: float, verifier: str) -> None:
@@ -146,6 +158,24 @@ def label(step: int | None) -> str:
     return f"step {step}" if step is not None else "a single step"
 
 
+def copied_chain(seq: torch.Tensor, shape: TreeShape) -> Tree:
+    """The chain of :func:`multidraft.lookup.continuation` after committed tokens ``seq`` [n], at most as deep as
+    ``shape`` (the root alone where the text's last token never occurred before)."""
+    tokens, _ = continuation(seq, shape_depth(shape))  # [d]
+    tree = Tree.from_root(seq[-1], shape=(1,) * tokens.shape[0])
+    for token in tokens:
+        tree.grow(token.view(1, 1))
+    return tree
+
+
+def point_masses(tree: Tree, p: torch.Tensor) -> torch.Tensor:
+    """q [n_internal, V] of a copied chain: at each internal node the point mass on its child's token, in the
+    dtype and device of ``p`` [N, V]."""
+    q = torch.zeros_like(p[: tree.n_internal])
+    q[torch.arange(tree.n_internal), tree.tokens[1:]] = 1.0
+    return q
+
+
 def grow_level(tree: Tree, law: torch.Tensor, scheme: Scheme, generator) -> slice:
     """Draw the drafts of the deepest level's nodes from their laws ``law`` [n_level, V]; returns the new level."""
     start, groups = tree.level_starts[-2], tree.pending()
@@ -184,13 +214,16 @@ def draft_trees(
     each tree's keys in the draft cache, and q [k, V] of the last k committed tokens (the plans' largest
     ``look_back``, at most the tokens the draft lacked; None if the draft was not called).  Plans without
     drafts get the root alone and None for q and the logits; the draft is not called unless one looks back.
+    Copying plans (``lookup``) get their copied chain, and None for q and the logits (the draft never read it).
     """
     n = seq.shape[0]
-    trees = [Tree.from_root(seq[-1], shape=plan.shape) for plan in plans]
+    trees = [
+        copied_chain(seq, plan.shape) if plan.lookup else Tree.from_root(seq[-1], shape=plan.shape) for plan in plans
+    ]
     logits = [[] for _ in plans]  # per tree: raw logits [n_level, V] per read level
     laws = [[] for _ in plans]  # per tree: q [n_level, V] per read level
     keys = [[0] for _ in plans]
-    growing = [s for s, plan in enumerate(plans) if plan.scheme is not None]
+    growing = [s for s, plan in enumerate(plans) if plan.scheme is not None and not plan.lookup]
     looked_back = None
     if growing or any(plan.look_back for plan in plans):
         past = draft.cached()
@@ -299,10 +332,14 @@ def speculative_step(
     p = [sampling.laws(rows) for rows in target_logits]  # [N_s, V] per tree
     target_looked_back = None if looked_back is None else sampling.laws(earlier)  # [k', V]
     lap("target")
-    q = [p[s][:0] if laws is None else laws for s, laws in enumerate(q)]  # plain decoding: no draft rows
-    draft_logits = [target_logits[s][:0] if rows is None else rows for s, rows in enumerate(draft_logits)]
+    copied = {s: point_masses(trees[s], p[s]) for s, plan in enumerate(plans) if plan.lookup}  # [d_s, V]
+    q = [copied[s] if s in copied else p[s][:0] if laws is None else laws for s, laws in enumerate(q)]
+    draft_logits = [
+        copied[s].log() if s in copied else target_logits[s][:0] if rows is None else rows
+        for s, rows in enumerate(draft_logits)
+    ]  # plain decoding: no draft rows; copied drafts: the log of their point masses
     plan, tree = plans[driver], trees[driver]
-    walk = judge(plan, verifier).verify(tree, plan.scheme, p[driver], q[driver], generator)
+    walk = judge(plan, verifier, tree).verify(tree, plan.scheme, p[driver], q[driver], generator)
     target.keep_path(n, [n - 1 + target_keys[driver][node] for node in walk.path])
     if looked_back is not None:  # the draft was called
         keys = draft_keys[driver]

@@ -40,7 +40,14 @@ def test_parse_configs():
         ("auto (profile 2.5x slower)", True),
         ("auto-static (profile 2.5x slower)", False),
     ]
+    peers = bench.parse_configs("hf-same:default hf-same:lookup hf:lookup")
+    assert [c.label for c in peers] == [
+        "hf-assisted (same models) default",
+        "hf prompt lookup (same models) γ=10",
+        "hf prompt lookup γ=10",
+    ]
     for bad, message in [
+        ("hf-same:lookups", "hf-same:lookup"),
         ("spechub:3x2", "requires k = 2"),
         ("hf:0", "γ >= 1"),
         ("nope:2x2", "unknown scheme"),

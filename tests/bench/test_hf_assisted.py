@@ -37,3 +37,16 @@ def test_default_is_hugging_faces_default():
     assert tuple(defaults[name] for name in ASSISTANT_SETTINGS) == DEFAULT_ASSISTANT
     drafts, calls = draft_forwards_per_call(None)
     assert drafts <= 20 * calls
+
+
+def test_prompt_lookup_runs_no_draft_model():
+    pair = HFPair(tiny_llama(0), tiny_llama(1))
+    drafts = []
+    hook = pair.draft.register_forward_pre_hook(lambda module, args: drafts.append(1))
+    try:
+        record = assisted_generate(
+            pair, PROMPT, assistant_tokens=None, lookup_tokens=4, max_new_tokens=24, temperature=1.0, seed=0
+        )
+    finally:
+        hook.remove()
+    assert drafts == [] and len(record["tokens"]) == 24 and 1 <= record["target_calls"] <= 24

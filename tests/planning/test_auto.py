@@ -27,9 +27,10 @@ def test_auto_profiles_once_then_plans_from_the_cache(cache):
     result = generate(
         target, draft, prompt, scheme="auto", tree="auto", max_new_tokens=12, generator=torch.Generator().manual_seed(0)
     )
-    # every step runs a planned scheme, or plain decoding (a candidate whenever no tree is predicted to pay)
-    assert all(not plan or plan.split()[0] in PLANNED for plan in result.plans) and len(result.tokens) == 12
-    assert result.scheme in {*PLANNED, "autoregressive"}
+    # every step runs a planned scheme, a chain copied from the text, or plain decoding (a candidate whenever no
+    # tree is predicted to pay)
+    assert all(not plan or plan.split()[0] in {*PLANNED, "lookup"} for plan in result.plans)
+    assert len(result.tokens) == 12 and result.scheme in {*PLANNED, "lookup", "autoregressive"}
     profile = planning.profile_path(target, draft)
     rates = planning.prior_path(target, draft, 1.0, None, None)
     assert profile.is_file() and rates.is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,11 +12,14 @@ import torch
 
 from multidraft import verifiers
 from multidraft.decoding import run
+from multidraft.lookup import continuation
 from multidraft.planning.acceptance import rank_rates, stop_rates
+from multidraft.planning.copying import FIRST_PRIOR, ONWARD_PRIOR, PRIOR_WEIGHT, CopyEvidence
 from multidraft.planning.cost import expected_tree, step_seconds, stop_chain_rates
 from multidraft.planning.online import (
     CALIBRATION_EVENTS,
     CALIBRATION_RANGE,
+    DOUBT_LEVEL,
     Candidate,
     OnlinePlanner,
     PlanTable,
@@ -183,12 +187,20 @@ def test_weighted_rates_are_the_mixture_of_the_prompts(prior):
     assert table.tokens[0].tolist() == pytest.approx(alone, rel=1e-9)
 
 
-def planner(prior, profile, *, every=4, max_new_tokens=64, adapt=True, min_evidence=8) -> OnlinePlanner:
+def planner(prior, profile, *, every=4, max_new_tokens=64, adapt=True, min_evidence=8, copying=False) -> OnlinePlanner:
     """The planner with its table per (prompt, local state) cell, as ``scheme="auto"`` builds it (one table
-    for every step: no openings' table)."""
+    for every step: no openings' table); chains copied from the text are candidates with ``copying``."""
     table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=8), local=True)
     return OnlinePlanner(
-        profile, prior, table, None, max_new_tokens, every=every, adapt=adapt, min_evidence=min_evidence
+        profile,
+        prior,
+        table,
+        None,
+        max_new_tokens,
+        every=every,
+        adapt=adapt,
+        min_evidence=min_evidence,
+        copying=copying,
     )
 
 
@@ -429,8 +441,12 @@ def fake_profile_with_slopes():
 
 def whole_tree_step(plan) -> SimpleNamespace:
     """What the planner reads of a speculative step whose walk took every level of ``plan``'s tree."""
-    walk = SimpleNamespace(tokens=list(range(shape_depth(plan.shape) + 1)), visited=[])
-    return SimpleNamespace(driver=0, plans=[plan], walk=walk, looked_back=torch.zeros(0, V), target_looked_back=None)
+    depth = shape_depth(plan.shape)
+    walk = SimpleNamespace(tokens=list(range(depth + 1)), visited=[], path=list(range(1, depth + 1)))
+    uniform = [torch.full((depth + 1, V), 1.0 / V)]  # p at the root and along the path
+    return SimpleNamespace(
+        driver=0, plans=[plan], walk=walk, p=uniform, looked_back=torch.zeros(0, V), target_looked_back=None
+    )
 
 
 def test_steps_that_take_their_whole_tree_lower_the_hazards_and_raise_every_prediction(prior):
@@ -489,7 +505,7 @@ def test_a_shallow_tree_taken_whole_teaches_that_a_deeper_one_pays(prior):
 
 def plain_step(plan, p_row: torch.Tensor, looked_back: torch.Tensor | None = None) -> SimpleNamespace:
     """What the planner reads of a plain step that drew its token from ``p_row`` [V]."""
-    walk = SimpleNamespace(tokens=[7], visited=[])
+    walk = SimpleNamespace(tokens=[7], visited=[], path=[])
     return SimpleNamespace(
         driver=0, plans=[plan], walk=walk, p=[p_row[None]], looked_back=looked_back, target_looked_back=None
     )
@@ -667,7 +683,7 @@ def test_the_prompts_agreement_weights_the_recorded_prompts(prior):
 
 def prompt_step(plan, p_rows: torch.Tensor, q_rows: torch.Tensor) -> SimpleNamespace:
     """What the planner reads of a first step that looked back at the prompt's last tokens and emitted one."""
-    walk = SimpleNamespace(tokens=[7], visited=[])
+    walk = SimpleNamespace(tokens=[7], visited=[], path=[])
     return SimpleNamespace(
         driver=0, plans=[plan], walk=walk, p=[p_rows[-1:]], looked_back=q_rows, target_looked_back=p_rows
     )
@@ -705,3 +721,74 @@ def test_the_prompt_is_not_read_without_its_recorded_agreements_or_where_the_dra
     prompted = dataclasses.replace(prior, prompt_agreement=[0.8, 0.4])
     assert planner(prompted, linear_profile(0.0, 0.1))(seq, []).look_back == 0  # plain decoding, no watching
     assert planner(prompted, linear_profile(0.002, 0.02), adapt=False)(seq, []).look_back == 0
+
+
+def test_copy_evidence_is_the_closed_form_of_its_priors_and_chances():
+    evidence = CopyEvidence()
+    assert evidence.first_rate(2) == pytest.approx(FIRST_PRIOR)
+    assert evidence.first_rate(2, going_on=True) == pytest.approx(ONWARD_PRIOR)
+    evidence.add(2, 0.9, False)
+    evidence.add(2, 1.0, False)
+    alpha = (FIRST_PRIOR * PRIOR_WEIGHT + 1.9) / (PRIOR_WEIGHT + 2)
+    assert evidence.first_rate(2) == pytest.approx(alpha) and evidence.first_rate(1) == pytest.approx(FIRST_PRIOR)
+    assert evidence.first_rate(2, DOUBT_LEVEL) < alpha
+    evidence.add(1, 0.5, True)
+    evidence.add(3, 1.0, True)  # a copy going on counts for every n-gram length
+    beta = (ONWARD_PRIOR * PRIOR_WEIGHT + 1.5) / (PRIOR_WEIGHT + 2)
+    assert evidence.first_rate(1, going_on=True) == pytest.approx(beta)
+    depths = np.array([1, 3, 8])
+    geometric = np.array([sum(beta**k for k in range(d)) for d in depths])
+    assert evidence.tokens(2, depths) == pytest.approx(1 + alpha * geometric)
+    assert evidence.tokens(2, depths, going_on=True) == pytest.approx(1 + beta * geometric)
+
+
+def test_every_emitted_token_tells_the_chance_of_the_copy_proposed_there(prior):
+    """Text ...5 1: the copy proposes 2 (found by "5 1"); the step emits 2 (the copy: it goes on), 3 (proposed
+    after "1 2": going on) and 7 (after "2 3" the copy proposed 5: no longer copying)."""
+    online = planner(prior, linear_profile(0.0, 0.05), copying=True)
+    seq = torch.tensor([5, 1, 2, 3, 5, 1])
+    online._seq, online._copy = seq, continuation(seq, 28)
+    laws = torch.full((3, V), 0.01, dtype=torch.float64)
+    laws[0, 2], laws[1, 3], laws[2, 5] = 0.8, 0.6, 0.1
+    online.learn_copies([2, 3, 7], laws)
+    assert online.copies.first[2] == [0.8] and online.copies.onward == pytest.approx([0.6, 0.1])
+    assert not online._copying
+
+
+def copying_planner(prior, chances: float) -> OnlinePlanner:
+    """A planner whose target reads any number of rows at the price of one, that has seen ``chances`` as the
+    acceptance of 20 copies found by 3-token n-grams and of 20 copies going on."""
+    online = planner(prior, linear_profile(0.0, 0.05), copying=True)
+    for _ in range(20):
+        online.copies.add(3, chances, False)
+        online.copies.add(3, chances, True)
+    return online
+
+
+def test_a_text_that_copies_is_continued_from_itself(prior):
+    seq = torch.tensor([5, 1, 2, 3, 4, 6, 7, 0, 5, 1, 2, 3, 4, 6, 7, 0, 5, 1, 2])
+    online = copying_planner(prior, 0.95)
+    plan = online(seq, [])
+    assert plan.lookup and online.predictions[-1].candidate.lookup and plan.shape == (1,) * 8  # all it can copy
+    assert online.predictions[-1].tokens_per_step > 5
+    assert not copying_planner(prior, 0.0)(seq, []).lookup  # copies that are never accepted are not tried
+    assert not copying_planner(prior, 0.95)(torch.tensor([1, 2, 3, 4]), []).lookup  # nothing to copy
+
+
+def test_the_first_tokens_keep_the_target_law_when_copying(pair, one_thread, prior):
+    """The planner chooses between copying, drafting and plain decoding at every step on a text that repeats
+    itself; the first three tokens keep the target's law."""
+    target, draft = pair
+    prompt = torch.tensor([3, 1, 4, 1, 5, 3, 1, 4, 1, 5, 3, 1])
+    law = sequence_law(target, prompt, 3, temperature=1.0)
+    runners = TorchRunner(target), TorchRunner(draft)
+    generator = torch.Generator().manual_seed(7)
+    samples, plans = [], Counter()
+    for _ in range(800):
+        online = copying_planner(prior, 0.6)
+        online.generator, online.every = generator, 1
+        result = three_tokens(runners, prompt, online, generator)
+        samples.append(result.tokens)
+        plans.update(name.split()[0] if name else "plain" for name in result.plans)
+    assert plans["lookup"] > 400 and len(plans) > 1, plans
+    assert_law(samples, law)

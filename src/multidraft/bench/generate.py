@@ -54,6 +54,10 @@ AUTO_STATIC = "auto-static"
 HF_ASSISTED = "hf"
 HF_SAME = "hf-same"
 PEERS = (HF_ASSISTED, HF_SAME)
+#: A peer's option: Hugging Face's prompt lookup (drafts copied from the text) in place of the draft model,
+#: with the number of copied drafts its documentation uses.
+HF_LOOKUP = "lookup"
+HF_LOOKUP_TOKENS = 10
 #: Plain sampling of the target by llama-cpp-python's ``Llama``, and by multidraft on the float32 PyTorch target.
 LLAMA_PLAIN = "llama-plain"
 TORCH_PLAIN = "torch-plain"
@@ -83,6 +87,8 @@ class Config:
             return name if not self.tree else f"{name} (profile {self.tree}x slower)"
         if self.scheme in PEERS:
             where = " (same models)" if self.scheme == HF_SAME else ""
+            if self.tree == HF_LOOKUP:
+                return f"hf prompt lookup{where} γ={HF_LOOKUP_TOKENS}"
             return f"hf-assisted{where} " + ("default" if self.tree == "default" else f"γ={self.tree}")
         stop = f"@{self.min_probability:g}" if self.min_probability else ""
         return f"{self.scheme} {self.tree}{stop}" + ("" if self.verifier == "token" else f" {self.verifier}")
@@ -94,13 +100,14 @@ class Config:
 
 def parse_config(item: str) -> Config:
     """``autoregressive``, ``auto[:slow-down]``, ``auto-static[:slow-down]`` (the planner's first plan kept for
-    the whole generation: no online adaptation), ``hf:γ``, ``hf:default``, ``hf-same:γ|default``,
+    the whole generation: no online adaptation), ``hf:γ``, ``hf:default``, ``hf-same:γ|default|lookup``,
     ``llama-plain``, ``torch-plain`` or ``scheme:tree[:verifier]``, checked before any model is loaded.
     ``scheme:tree@τ`` stops each tree where the draft's probability of every new token falls below τ.
 
     ``hf`` runs Hugging Face assisted generation on separately loaded models, as its users load them;
     ``hf-same`` on the models multidraft runs (prepared for the fast path); ``default`` leaves its
-    assistant settings at Hugging Face's defaults (an adaptive number of drafts).
+    assistant settings at Hugging Face's defaults (an adaptive number of drafts); ``lookup`` runs its prompt
+    lookup, :data:`HF_LOOKUP_TOKENS` drafts copied from the text per call, with no draft model.
     """
     parts = [part.strip() for part in item.split("@", 1)[0].split(":")]
     if parts[0] in (AUTOREGRESSIVE, *PLAIN_PEERS):
@@ -114,10 +121,10 @@ def parse_config(item: str) -> Config:
             )
         return Config(AUTO, parts[1] if len(parts) == 2 else "", adapt=parts[0] == AUTO)
     if parts[0] in PEERS:
-        if len(parts) != 2 or not (parts[1] == "default" or (parts[1].isdigit() and int(parts[1]) >= 1)):
+        if len(parts) != 2 or not (parts[1] in ("default", HF_LOOKUP) or (parts[1].isdigit() and int(parts[1]) >= 1)):
             raise ValueError(
-                f"Hugging Face assisted generation is {parts[0]}:γ (γ >= 1 assistant tokens) or "
-                f"{parts[0]}:default, got {item!r}"
+                f"Hugging Face assisted generation is {parts[0]}:γ (γ >= 1 assistant tokens), "
+                f"{parts[0]}:default or {parts[0]}:{HF_LOOKUP}, got {item!r}"
             )
         return Config(parts[0], parts[1])
     if len(parts) not in (2, 3):
@@ -246,6 +253,10 @@ def run_one(
         from multidraft.bench.hf_assisted import HFPair, assisted_generate
 
         models = hf_pair if config.scheme == HF_ASSISTED else HFPair(pair.target, pair.draft)
+        if config.tree == HF_LOOKUP:
+            return assisted_generate(
+                models, prompt, assistant_tokens=None, lookup_tokens=HF_LOOKUP_TOKENS, seed=seed, **options
+            )
         tokens = None if config.tree == "default" else int(config.tree)
         return assisted_generate(models, prompt, assistant_tokens=tokens, seed=seed, **options)
     if config.scheme == AUTO:

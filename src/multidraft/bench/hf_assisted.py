@@ -62,6 +62,7 @@ def assisted_generate(
     prompt: torch.Tensor,
     *,
     assistant_tokens: int | None,
+    lookup_tokens: int | None = None,
     max_new_tokens: int,
     temperature: float,
     top_k=None,
@@ -71,7 +72,9 @@ def assisted_generate(
     """One assisted generation; a benchmark record (tokens, target calls, seconds).
 
     ``assistant_tokens=None`` keeps Hugging Face's default assistant settings (up to 20 drafts per call,
-    cut where the draft's own confidence falls below ``assistant_confidence_threshold``)."""
+    cut where the draft's own confidence falls below ``assistant_confidence_threshold``).  ``lookup_tokens``
+    runs Hugging Face's prompt lookup instead (``prompt_lookup_num_tokens``: drafts copied from the text, no
+    draft model)."""
     calls = []
     hook = pair.target.register_forward_pre_hook(lambda module, args: calls.append(1))
     torch.manual_seed(seed)  # generate() samples from the global generator
@@ -91,7 +94,7 @@ def assisted_generate(
             out = pair.target.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
-                assistant_model=pair.draft,
+                **(dict(prompt_lookup_num_tokens=lookup_tokens) if lookup_tokens else dict(assistant_model=pair.draft)),
                 max_new_tokens=max_new_tokens,
                 eos_token_id=-1,
                 pad_token_id=0,

@@ -228,6 +228,16 @@ def step_seconds(
     return seconds
 
 
+def copy_step_seconds(profile: Profile, depth: int, verified: float, context: float) -> float:
+    """Seconds of a step that verifies a chain of ``depth`` drafts copied from the text (:mod:`multidraft.lookup`):
+    one target forward over the root and the chain, its laws, the token walk at E ``verified`` nodes and the
+    cut; no draft forward."""
+    over = profile.overheads
+    seconds = profile.target(depth + 1, context) + over["tree_level"] * depth
+    seconds += over["verify"]["sps:1"] * verified + over["laws_call"] + over["laws_row"] * (depth + 1)
+    return seconds + over["keep_path"]
+
+
 def predict_step(profile: Profile, rates: RankRates, scheme: str, shape: TreeShape, context: float) -> StepPrediction:
     tokens, level_nodes, verified, leaf_end, read = expected_tree(rates, scheme, shape)
     seconds = step_seconds(profile, scheme, shape, level_nodes, verified, leaf_end, read, context)

@@ -58,6 +58,17 @@ each recorded prompt's rates at the start where its text begins
 (``PlanTable.of(..., openings=True)``), mixed by the same prior weights; the
 calibration judges that step against the openings' hazards too.
 
+**Copies.**  With ``copying`` (``scheme`` and ``tree`` both "auto", the
+token walk) the candidates also include the chain that continues an earlier
+occurrence of the text's last tokens (:mod:`multidraft.lookup`), cut to each
+of :data:`COPY_DEPTHS` and to the tokens still wanted less one.  Its tokens
+per step come from :class:`~multidraft.planning.copying.CopyEvidence`, fed by
+every emitted token (the chance the copy proposed at its position had), its
+seconds from :func:`~multidraft.planning.cost.copy_step_seconds` plus, where
+plain tokens are watched, the draft reading what it emits.  The margin
+against plain decoding reads the copy's first acceptance at the lower
+quantile :data:`DOUBT_LEVEL` of its Beta posterior.
+
 **Lossless.**  The plan of step s is a function of the tokens committed and
 the laws seen at steps before s only; it is fixed before step s draws its
 drafts.  Given the committed text, step s is then a lossless step of a fixed
@@ -121,10 +132,13 @@ import numpy as np
 import torch
 
 from multidraft import schemes
+from multidraft.lookup import continuation
 from multidraft.planning.acceptance import PLANNED, STOP_THRESHOLDS
+from multidraft.planning.copying import CopyEvidence
 from multidraft.planning.cost import (
     autoregressive_step,
     context_breakpoints,
+    copy_step_seconds,
     linear_step_seconds,
     stop_chain_rates,
     tree_rates,
@@ -155,16 +169,20 @@ CALIBRATION_EVENTS = 2.0
 CALIBRATION_RANGE = (0.1, 10.0)
 #: Longest confidence-stopped chains considered online.
 STOP_DEPTHS = (6, 10, 16, 20, 28)
+#: Longest chains copied from the text considered online.
+COPY_DEPTHS = (4, 8, 16, 28)
 
 
 @dataclass(frozen=True)
 class Candidate:
     """A speculative configuration, or plain decoding (``scheme=None``); ``stop`` tau > 0: a chain that ends
-    after a draft token with q < tau (:mod:`multidraft.step`), ``shape`` its longest form."""
+    after a draft token with q < tau (:mod:`multidraft.step`), ``shape`` its longest form; ``lookup``: a chain
+    copied from the text (:mod:`multidraft.lookup`), at most as deep as ``shape``."""
 
     scheme: str | None
     shape: TreeShape | None
     stop: float = 0.0
+    lookup: bool = False
 
 
 @dataclass
@@ -364,7 +382,7 @@ class Prediction:
     tokens_per_step: float
     tokens_per_second: float
     plain_tokens_per_second: float
-    index: int = -1  # the candidate's row in the plan table (-1: plain decoding)
+    index: int = -1  # the candidate's row in the plan table (-1: plain decoding or a copied chain)
     opening: bool = False  # predicted from the openings' table (the generation's first step)
     watch: bool = True  # plain steps keep their laws for the draft to read (module docstring)
 
@@ -382,6 +400,7 @@ class OnlinePlanner:
     adapt: bool = True
     min_evidence: int = MIN_EVIDENCE
     opening: PlanTable | None = None  # the table at the recorded texts' openings, for the first step (None: table)
+    copying: bool = True  # chains copied from the text are candidates too (module docstring: copies)
     observed: list[float] = field(default_factory=list)
     prompt_agreement: float | None = None  # the prompt's mean agreement on its last tokens, once read
     predictions: list[Prediction] = field(default_factory=list)  # one per step
@@ -392,6 +411,10 @@ class OnlinePlanner:
     _ran: list = field(default_factory=list)  # per speculative step: (row, depths exposed, ended early, opening)
     _unread: list[torch.Tensor] = field(default_factory=list)  # p [V] of each plain token the draft has not read
     _fresh: bool = False  # the last step brought agreements of plain tokens: plan the next one afresh
+    copies: CopyEvidence = field(default_factory=CopyEvidence)
+    _copy: tuple[torch.Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)  # the text's continuation, its n-gram
+    _copying: bool = False  # the last committed token was the copy proposed at its position
+    _seq: torch.Tensor | None = None  # the committed tokens the current step started from
 
     def __post_init__(self):
         if self.opening is None:
@@ -443,6 +466,7 @@ class OnlinePlanner:
         first = self._draft_behind is None
         if first:
             self._draft_behind = seq.shape[0]
+        self._seq, self._copy = seq, continuation(seq, max(COPY_DEPTHS)) if self.adapt else (seq[:0], 0)
         speculating = self._current is not None and self._current.candidate.scheme is not None
         if self._current is None or (self.adapt and (speculating or self._fresh or len(steps) % self.every == 0)):
             self._current, self._fresh = self.choose(seq.shape[0], self.max_new_tokens - self._emitted), False
@@ -450,20 +474,26 @@ class OnlinePlanner:
         candidate = self._current.candidate
         if candidate not in self._plans:
             scheme = None if candidate.scheme is None else schemes.get(candidate.scheme)
-            self._plans[candidate] = TreePlan(scheme, candidate.shape, self.generator, candidate.stop)
-        reading = candidate.scheme is not None or self._current.watch  # the draft reads the prompt now or later
+            self._plans[candidate] = TreePlan(
+                scheme, candidate.shape, self.generator, candidate.stop, 0, candidate.lookup
+            )
+        drafting = candidate.scheme is not None and not candidate.lookup
+        reading = drafting or self._current.watch  # the draft reads the prompt now or later
         if first and self.adapt and self.prior.prompt_agreement and reading:
             return replace(self._plans[candidate], look_back=PROMPT_POSITIONS)
-        due = candidate.scheme is not None or (self._current.watch and len(self._unread) >= LOOK_BACK_AFTER)
+        due = drafting or (self._current.watch and len(self._unread) >= LOOK_BACK_AFTER)
         if self._unread and due:
             return replace(self._plans[candidate], look_back=len(self._unread))
         return self._plans[candidate]
 
     def observe(self, step: Step) -> None:
-        """Keep the agreements at the nodes the walk visited, and at the plain tokens the draft has just read
-        (module docstring)."""
+        """Keep the agreements at the nodes the walk visited, at the plain tokens the draft has just read, and the
+        chances of the text's continuation (module docstring)."""
         self._emitted += len(step.walk.tokens)
         s = step.driver
+        path = [0, *step.walk.path]  # the nodes whose laws p the step's tokens were drawn from
+        if self.adapt and self.copying and self._seq is not None:
+            self.learn_copies(step.walk.tokens, step.p[s][path])
         if step.target_looked_back is not None and len(step.target_looked_back):  # the prompt's last tokens
             both = step.target_looked_back.shape[0]
             self.prompt_agreement = mean_agreement(step.target_looked_back, step.looked_back[-both:])
@@ -476,10 +506,10 @@ class OnlinePlanner:
                 self._ran = []  # the calibration starts again after a plain stretch
             self._unread.clear()
             self._draft_behind = 0
-        if step.plans[s].scheme is None:
+        if step.plans[s].scheme is None or step.plans[s].lookup:
             self._draft_behind += len(step.walk.tokens)
             if self.adapt and self.predictions[-1].watch:
-                self._unread.append(step.p[s][0])  # [V]: the law the plain token was drawn from
+                self._unread += list(step.p[s][path])  # [V] each
             return
         self._draft_behind = 1
         depth, reached = shape_depth(step.plans[s].shape), len(step.walk.tokens) - 1
@@ -489,6 +519,17 @@ class OnlinePlanner:
             return
         nodes = step.walk.visited
         self.observed += torch.minimum(step.p[s][nodes], step.q[s][nodes]).sum(-1).tolist()
+
+    def learn_copies(self, tokens: Sequence[int], laws: torch.Tensor) -> None:
+        """The chance a(j) = p_j(c(j)) of the copy proposed at each emitted position j, from the laws [k, V] its
+        ``tokens`` were drawn from (:mod:`multidraft.planning.copying`)."""
+        text = torch.cat([self._seq, torch.tensor(tokens, dtype=self._seq.dtype, device=self._seq.device)])
+        n = self._seq.shape[0]
+        for i, (token, law) in enumerate(zip(tokens, laws)):
+            proposed, matched = self._copy if i == 0 else continuation(text[: n + i], 1)
+            if matched:
+                self.copies.add(matched, float(law[proposed[0]]), self._copying)
+            self._copying = bool(matched) and int(proposed[0]) == token
 
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
@@ -512,9 +553,36 @@ class OnlinePlanner:
         low = tokens
         if len(self.observed) >= self.min_evidence:
             low = np.minimum(low, lower_quantile(by_prompt(per_column, cells), weight, DOUBT_LEVEL))
+        copied = self.copy_options(context, remaining, watching)
+        candidates = table.candidates + copied[0]
+        tokens, low, seconds = (
+            np.concatenate([ours, theirs]) for ours, theirs in zip((tokens, low, seconds), copied[1:4])
+        )
+        rates = np.concatenate([rates, copied[4]])
         safe = low / (seconds * (1 + COST_MARGIN)) > plain  # [C] beats plain decoding with the margins
         if not safe.any():
             return Prediction(Candidate(None, None), 1.0, plain, plain, watch=watch)
         best_c = int(np.argmax(np.where(safe, rates, -np.inf)))
-        chosen = table.candidates[best_c]
-        return Prediction(chosen, float(tokens[best_c]), float(rates[best_c]), plain, best_c, table is not self.table)
+        row = best_c if best_c < len(table.candidates) else -1
+        chosen = candidates[best_c]
+        return Prediction(
+            chosen, float(tokens[best_c]), float(rates[best_c]), plain, row, table is not self.table, watch
+        )
+
+    def copy_options(self, context: float, remaining: int, watch_per_token: float) -> tuple:
+        """The chains copied from the text's continuation, cut to each of :data:`COPY_DEPTHS` and to the tokens
+        still wanted, less one: their candidates, E tokens per step, those at the lower quantile
+        :data:`DOUBT_LEVEL` of the first copy's acceptance, seconds per step, and tokens/s, each the draft's
+        reading of what they emit charged where plain tokens are watched (module docstring: copies)."""
+        copied, matched = self._copy
+        depths = sorted({min(d, copied.shape[0], remaining - 1) for d in COPY_DEPTHS} - {0})
+        if not self.copying or not matched or not depths:
+            return [], *(np.zeros(0) for _ in range(4))
+        depths = np.array(depths)
+        tokens = self.copies.tokens(matched, depths, going_on=self._copying)  # [K]
+        low = self.copies.tokens(matched, depths, DOUBT_LEVEL, self._copying)
+        verified = np.minimum(tokens, depths)  # about the nodes the walk verifies at: 1 + E accepted, at most d
+        seconds = np.array([copy_step_seconds(self.profile, int(d), v, context) for d, v in zip(depths, verified)])
+        seconds = seconds + watch_per_token * tokens
+        candidates = [Candidate("sps", (1,) * int(d), lookup=True) for d in depths]
+        return candidates, tokens, low, seconds, tokens / seconds
