@@ -9,7 +9,8 @@ bootstrap intervals clustered by prompt; none below 8 prompts):
 * ``auto`` against plain decoding (``autoregressive``, the same execution path), against the best
   fixed configuration in hindsight (the fixed ``scheme tree`` row of most tokens/s in that class and
   temperature), against Hugging Face assisted generation with its default settings on the same prepared
-  models, and against ``auto-static`` (the planner's first plan kept: what online adaptation adds);
+  models and against its prompt lookup there (``hf-same:lookup``), and against ``auto-static`` (the
+  planner's first plan kept: what online adaptation adds);
 * ``auto (profile 2.5x slower)``: the planner given a profile whose forwards are 2.5x slower, as a
   slower machine of the same kind measures them (its speedup over plain decoding here);
 * the planner's predicted tokens per step against the measured ones (Rao-Blackwellised: the exact
@@ -34,11 +35,14 @@ from multidraft.bench.store import read_lines
 
 AUTO, STATIC = "auto", "auto-static"
 SLOW, HF_DEFAULT = "auto (profile 2.5x slower)", "hf-assisted (same models) default"
+HF_LOOKUP = "hf prompt lookup (same models) γ=10"
 
 
 def fixed(label: str) -> bool:
     """A fixed multidraft configuration: ``scheme tree[ verifier]``."""
-    return not label.startswith(("auto", "hf-assisted", AUTOREGRESSIVE, "llama-plain", "torch-plain"))
+    return not label.startswith(
+        ("auto", "hf-assisted", "hf prompt lookup", AUTOREGRESSIVE, "llama-plain", "torch-plain")
+    )
 
 
 def quotient(table, a: str, b: str, prompts) -> tuple[float, list[float] | None]:
@@ -66,7 +70,8 @@ def class_rows(category: str, records: list[dict]) -> list[dict]:
                 "hf_default_tokens_per_second": rate.get(HF_DEFAULT),
             }
         )
-        for name, other in (("vs_plain", AUTOREGRESSIVE), ("vs_best_fixed", best), ("vs_hf_default", HF_DEFAULT)):
+        peers = (("vs_plain", AUTOREGRESSIVE), ("vs_best_fixed", best), ("vs_hf_default", HF_DEFAULT))
+        for name, other in (*peers, ("vs_hf_lookup", HF_LOOKUP)):
             if other in runs:
                 row[name], row[f"{name}_ci95"] = quotient(runs, AUTO, other, prompts)
         if STATIC in runs:
@@ -115,6 +120,7 @@ def markdown(rows: list[dict], command: str) -> str:
             "best fixed": best_fixed(r),
             "auto / best fixed": cell(r.get("vs_best_fixed"), r.get("vs_best_fixed_ci95")),
             "auto / HF default": cell(r.get("vs_hf_default"), r.get("vs_hf_default_ci95")),
+            "auto / HF prompt lookup": cell(r.get("vs_hf_lookup"), r.get("vs_hf_lookup_ci95")),
             "auto / auto-static": cell(r.get("adaptation_gain"), r.get("adaptation_gain_ci95")),
             "2.5x-slower profile / plain": cell(r.get("slow_profile_vs_plain"), r.get("slow_profile_vs_plain_ci95")),
         }
