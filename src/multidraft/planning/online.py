@@ -466,7 +466,8 @@ class OnlinePlanner:
         first = self._draft_behind is None
         if first:
             self._draft_behind = seq.shape[0]
-        self._seq, self._copy = seq, continuation(seq, max(COPY_DEPTHS)) if self.adapt else (seq[:0], 0)
+        copying = self.adapt and self.copying
+        self._seq, self._copy = seq, continuation(seq, max(COPY_DEPTHS)) if copying else (seq[:0], 0)
         speculating = self._current is not None and self._current.candidate.scheme is not None
         if self._current is None or (self.adapt and (speculating or self._fresh or len(steps) % self.every == 0)):
             self._current, self._fresh = self.choose(seq.shape[0], self.max_new_tokens - self._emitted), False
