@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from multidraft import verifiers
+from multidraft import schemes, verifiers
 from multidraft.decoding import run
 from multidraft.lookup import continuation
 from multidraft.planning.acceptance import rank_rates, stop_rates
@@ -537,6 +537,38 @@ def test_plain_tokens_are_watched_and_speculation_resumes_where_the_draft_agrees
     assert resumed.scheme is not None and resumed.look_back == 1
 
 
+def test_copied_stretches_are_not_watched(prior, monkeypatch):
+    """A copy step's tokens are not watched: they do not count towards a look-back, and when the draft reads
+    the stretch the agreements are those of the plain tokens only, each with the draft's row at its position."""
+    from multidraft.planning import online as online_module
+
+    monkeypatch.setattr(online_module, "LOOK_BACK_AFTER", 4)
+    generator = torch.Generator().manual_seed(0)
+    (easy_p, easy_q), _ = laws(True, generator), laws(False, generator)
+    online = planner(prior, linear_profile(0.002, 0.02))
+    online.observed = list(prior.agreement[POSITIONS : POSITIONS + 8])  # the text looks like the hard prompt
+    seq = torch.zeros(10, dtype=torch.long)
+    copy = TreePlan(schemes.get("sps"), (1,) * 3, None, lookup=True)
+    copied = SimpleNamespace(
+        driver=0, plans=[copy], walk=SimpleNamespace(tokens=[1, 2, 3], visited=[], path=[1, 2]), p=[easy_p[:4]],
+        looked_back=None, target_looked_back=None,
+    )  # fmt: skip
+    for t in (0, 1):
+        online.observe(plain_step(online(seq, list(range(t))), easy_p[t].float()))
+    online.observe(copied)
+    for t in (5, 6):
+        plan = online(seq, list(range(t)))
+        assert plan.scheme is None and plan.look_back == 0  # 2 and then 3 watched tokens: not due yet
+        online.observe(plain_step(plan, easy_p[t].float()))
+    plan = online(seq, list(range(7)))
+    assert plan.look_back == 7  # 4 watched tokens: the draft reads all 7 it lacks
+    before = len(online.observed)
+    online.observe(plain_step(plan, easy_p[7].float(), looked_back=easy_q[:7].float()))
+    watched = [0, 1, 5, 6]
+    agreements = torch.minimum(easy_p[watched], easy_q[watched]).sum(-1)
+    assert online.observed[before:] == pytest.approx(agreements.tolist(), abs=1e-6)
+
+
 def test_plain_tokens_are_not_watched_where_no_candidate_could_pay(prior, monkeypatch):
     """Draft forwards as dear as the target's (a llama.cpp-like engine): even the easy prompt's predictions lose
     to plain decoding, so the draft reads nothing: plain steps keep no laws and never look back."""
@@ -725,43 +757,64 @@ def test_the_prompt_is_not_read_without_its_recorded_agreements_or_where_the_dra
 
 def test_copy_evidence_is_the_closed_form_of_its_priors_and_chances():
     evidence = CopyEvidence()
-    assert evidence.first_rate(2) == pytest.approx(FIRST_PRIOR)
-    assert evidence.first_rate(2, going_on=True) == pytest.approx(ONWARD_PRIOR)
-    evidence.add(2, 0.9, False)
-    evidence.add(2, 1.0, False)
+    assert evidence.rate(2) == pytest.approx(FIRST_PRIOR)
+    assert [evidence.rate(2, length) for length in (1, 2, 3, 4, 8, 15, 16, 99)] == pytest.approx(
+        [ONWARD_PRIOR[b] for b in (0, 1, 1, 2, 3, 3, 4, 4)]
+    )
+    evidence.add(2, 0.9, 0)
+    evidence.add(2, 1.0, 0)
     alpha = (FIRST_PRIOR * PRIOR_WEIGHT + 1.9) / (PRIOR_WEIGHT + 2)
-    assert evidence.first_rate(2) == pytest.approx(alpha) and evidence.first_rate(1) == pytest.approx(FIRST_PRIOR)
-    assert evidence.first_rate(2, DOUBT_LEVEL) < alpha
-    evidence.add(1, 0.5, True)
-    evidence.add(3, 1.0, True)  # a copy going on counts for every n-gram length
-    beta = (ONWARD_PRIOR * PRIOR_WEIGHT + 1.5) / (PRIOR_WEIGHT + 2)
-    assert evidence.first_rate(1, going_on=True) == pytest.approx(beta)
-    depths = np.array([1, 3, 8])
-    geometric = np.array([sum(beta**k for k in range(d)) for d in depths])
-    assert evidence.tokens(2, depths) == pytest.approx(1 + alpha * geometric)
-    assert evidence.tokens(2, depths, going_on=True) == pytest.approx(1 + beta * geometric)
+    assert evidence.rate(2) == pytest.approx(alpha) and evidence.rate(1) == pytest.approx(FIRST_PRIOR)
+    assert evidence.rate(2, level=DOUBT_LEVEL) < alpha
+    evidence.add(1, 0.5, 2)
+    evidence.add(3, 1.0, 3)  # a copy going on counts for every n-gram length; runs 2 and 3 share a state
+    beta = (ONWARD_PRIOR[1] * PRIOR_WEIGHT + 1.5) / (PRIOR_WEIGHT + 2)
+    assert evidence.rate(1, 2) == pytest.approx(beta) and evidence.rate(3, 3) == pytest.approx(beta)
+    assert evidence.rate(1, 1) == pytest.approx(ONWARD_PRIOR[0])
+
+    def expected(first: float, run: int, depth: int) -> float:  # 1 + sum_k prod_{i<=k} a_i, the state moving on
+        chances = [first] + [evidence.rate(2, r) for r in range(run + 1, run + depth)]
+        return 1 + sum(np.prod(chances[:k]) for k in range(1, depth + 1))
+
+    depths = np.array([1, 3, 8, 20])
+    assert evidence.tokens(2, depths) == pytest.approx([expected(alpha, 0, d) for d in depths])
+    assert evidence.tokens(2, depths, run=2) == pytest.approx([expected(beta, 2, d) for d in depths])
+    low = evidence.rate(2, 2, DOUBT_LEVEL)
+    assert evidence.tokens(2, depths, DOUBT_LEVEL, run=2) == pytest.approx([expected(low, 2, d) for d in depths])
+
+
+def test_a_copy_that_has_held_is_predicted_to_go_on_longer():
+    evidence = CopyEvidence()
+    for length, chance in ((1, 0.5), (2, 0.7), (4, 0.9), (8, 0.97), (16, 0.99)):
+        for _ in range(40):
+            evidence.add(3, chance, length)
+    depths = np.array([4, 16])
+    young, old = evidence.tokens(3, depths, run=1), evidence.tokens(3, depths, run=16)
+    assert (old > young).all() and old[1] > 10 > young[1]
 
 
 def test_every_emitted_token_tells_the_chance_of_the_copy_proposed_there(prior):
     """Text ...5 1: the copy proposes 2 (found by "5 1"); the step emits 2 (the copy: it goes on), 3 (proposed
-    after "1 2": going on) and 7 (after "2 3" the copy proposed 5: no longer copying)."""
+    after "1 2": going on, run 1) and 7 (after "2 3" the copy proposed 5, run 2: no longer copying)."""
     online = planner(prior, linear_profile(0.0, 0.05), copying=True)
     seq = torch.tensor([5, 1, 2, 3, 5, 1])
     online._seq, online._copy = seq, continuation(seq, 28)
     laws = torch.full((3, V), 0.01, dtype=torch.float64)
     laws[0, 2], laws[1, 3], laws[2, 5] = 0.8, 0.6, 0.1
     online.learn_copies([2, 3, 7], laws)
-    assert online.copies.first[2] == [0.8] and online.copies.onward == pytest.approx([0.6, 0.1])
-    assert not online._copying
+    assert online.copies.first[2] == [0.8]
+    assert online.copies.onward[1] == pytest.approx([0.6]) and online.copies.onward[2] == pytest.approx([0.1])
+    assert online._run == 0
 
 
 def copying_planner(prior, chances: float) -> OnlinePlanner:
     """A planner whose target reads any number of rows at the price of one, that has seen ``chances`` as the
-    acceptance of 20 copies found by 3-token n-grams and of 20 copies going on."""
+    acceptance of 20 copies found by 3-token n-grams and of 20 copies going on in every state."""
     online = planner(prior, linear_profile(0.0, 0.05), copying=True)
     for _ in range(20):
-        online.copies.add(3, chances, False)
-        online.copies.add(3, chances, True)
+        online.copies.add(3, chances, 0)
+        for length in (1, 2, 4, 8, 16):
+            online.copies.add(3, chances, length)
     return online
 
 

@@ -2,25 +2,31 @@
 
 A copied chain c_1..c_d (:mod:`multidraft.lookup`) is verified by the token walk with a point-mass
 draft law, so c_i is accepted, once c_1..c_{i-1} were, with probability a_i = p(c_i | text, c_<i),
-and a step emits E = 1 + sum_{k=1..d} prod_{i<=k} a_i tokens on average.  The model: a copy that
-starts afresh is accepted with probability alpha_m, where m is the length of the n-gram it was found
-by (a longer match copies better), and one that goes on (the text's last token was the copy's) with
-probability beta, so a chain that starts afresh yields
+and a step emits E = 1 + sum_{k=1..d} prod_{i<=k} a_i tokens on average.
 
-    E(d) = 1 + alpha_m (1 + beta + ... + beta^(d-1)),
+**The model.**  A copy's chance depends on its *state*: a copy that starts afresh is accepted with
+probability alpha_m, where m is the length of the n-gram it was found by (a longer match copies
+better); one that goes on, the text's last r tokens having each been the copy proposed before it, with
+probability beta_b(r), where b(r) is r's bit length, capped at :data:`RUN_STATES` (r = 1, 2-3, 4-7,
+8-15, >= 16).  A copy that has held for a while tends to go on: in held-out texts of the bundled pair
+the mean chance is 0.27 afresh, 0.63 at r = 1, 0.78 at r = 2-3, 0.84 at 4-7, 0.91 at 8-15 and 0.98
+from 16 on (``benchmarks/copy_priors.py``), so a single beta would predict long chains too short.
+Along the chain the state moves on with every copied token, so a chain started in state r_0 (0:
+afresh) yields
 
-and one that goes on the same with beta in place of alpha_m.
+    E(d) = 1 + sum_{k=1..d} prod_{i=1..k} a_i,   a_1 = alpha_m (r_0 = 0) or beta_b(r_0),
+                                                 a_i = beta_b(r_0 + i - 1) for i >= 2.
 
 **Evidence**, exact chances rather than sampled outcomes: every emitted token t_j was drawn from (or
 verified against) the target's law p_j at its position, which the step computed; the text before
 j gives the copy c(j) that a chain started at j would have proposed first, so a(j) = p_j(c(j)) is
-the chance it would have been accepted.  It counts for beta if the token before, t_{j-1}, was the
-copy proposed there, c(j-1) (the text was copying), else for alpha_m.  So both are learnt from every
-token, whatever its step ran: the model's drafts, plain decoding or a copy.  Priors: Beta laws with
-means :data:`FIRST_PRIOR` and :data:`ONWARD_PRIOR`, each worth :data:`PRIOR_WEIGHT` observations,
-updated by the chances as fractional successes (the last :data:`WINDOW` of each kind, since a text's
-kind can change).  Where a margin is wanted, the first acceptance is read at a lower quantile of its
-Beta posterior.
+the chance it would have been accepted.  It is filed under the copy's state at j (the run r of tokens
+before j that were each the copy proposed at their position), whatever its step ran: the model's
+drafts, plain decoding or a copy.  Priors: Beta laws with the means :data:`FIRST_PRIOR` and
+:data:`ONWARD_PRIOR` (fit on held-out prompts by ``benchmarks/copy_priors.py``), each worth
+:data:`PRIOR_WEIGHT` observations, updated by the chances as fractional successes (the last
+:data:`WINDOW` of each state, since a text's kind can change).  Where a margin is wanted, the first
+acceptance is read at a lower quantile of its Beta posterior.
 """
 
 from __future__ import annotations
@@ -32,14 +38,22 @@ import scipy.stats
 
 from multidraft.lookup import LONGEST_MATCH
 
-#: Prior mean of a copy's first-token acceptance.
-FIRST_PRIOR = 0.3
-#: Prior mean of the acceptance of a copied token once the ones before it were accepted.
-ONWARD_PRIOR = 0.8
+#: Run states of a copy going on: r's bit length, capped here (1, 2-3, 4-7, 8-15, >= 16).
+RUN_STATES = 5
+#: Prior mean of a fresh copy's acceptance, whatever its n-gram (benchmarks/results/copy_priors.md, all).
+FIRST_PRIOR = 0.27
+#: Prior mean of a going-on copy's acceptance, per run state 1..RUN_STATES (the same table).
+ONWARD_PRIOR = (0.63, 0.78, 0.84, 0.91, 0.98)
 #: Weight of each prior, in observations.
 PRIOR_WEIGHT = 2.0
-#: First-token acceptances kept per match length (the most recent).
+#: Chances kept per state (the most recent).
 WINDOW = 48
+
+
+def run_state(run: int) -> int:
+    """The state of a copy after ``run`` tokens that were each the copy proposed before them: 0 afresh, else
+    r's bit length capped at :data:`RUN_STATES`."""
+    return min(int(run).bit_length(), RUN_STATES)
 
 
 @dataclass
@@ -47,25 +61,26 @@ class CopyEvidence:
     """The chances seen so far (module docstring)."""
 
     first: dict[int, list[float]] = field(default_factory=lambda: {m: [] for m in range(1, LONGEST_MATCH + 1)})
-    onward: list[float] = field(default_factory=list)
+    onward: dict[int, list[float]] = field(default_factory=lambda: {b: [] for b in range(1, RUN_STATES + 1)})
 
-    def add(self, matched: int, chance: float, going_on: bool) -> None:
-        """a(j) = p_j(c(j)) of a copy found by an n-gram of ``matched`` tokens, ``going_on`` if the text was copying."""
-        (self.onward if going_on else self.first[matched]).append(min(max(chance, 0.0), 1.0))
+    def add(self, matched: int, chance: float, run: int) -> None:
+        """a(j) = p_j(c(j)) of a copy found by an n-gram of ``matched`` tokens, after ``run`` copied tokens."""
+        chance = min(max(chance, 0.0), 1.0)
+        (self.onward[run_state(run)] if run else self.first[matched]).append(chance)
 
-    def first_rate(self, matched: int, level: float | None = None, going_on: bool = False) -> float:
-        """alpha_m (beta if ``going_on``): its posterior mean, or its Beta posterior's ``level`` quantile."""
-        seen = (self.onward if going_on else self.first[matched])[-WINDOW:]
-        prior = ONWARD_PRIOR if going_on else FIRST_PRIOR
+    def rate(self, matched: int, run: int = 0, level: float | None = None) -> float:
+        """alpha_m (beta_b(run) if ``run`` > 0): its posterior mean, or its Beta posterior's ``level`` quantile."""
+        seen = (self.onward[run_state(run)] if run else self.first[matched])[-WINDOW:]
+        prior = ONWARD_PRIOR[run_state(run) - 1] if run else FIRST_PRIOR
         a = prior * PRIOR_WEIGHT + sum(seen)
         b = (1.0 - prior) * PRIOR_WEIGHT + len(seen) - sum(seen)
         return a / (a + b) if level is None else float(scipy.stats.beta.ppf(level, a, b))
 
-    def tokens(
-        self, matched: int, depths: np.ndarray, level: float | None = None, going_on: bool = False
-    ) -> np.ndarray:
+    def tokens(self, matched: int, depths: np.ndarray, level: float | None = None, run: int = 0) -> np.ndarray:
         """E tokens per step [len(depths)] of copied chains of ``depths`` drafts found by ``matched``-token n-grams,
-        starting afresh or ``going_on``; the first acceptance at its ``level`` quantile if given."""
-        beta = self.first_rate(matched, going_on=True)
-        geometric = np.cumsum(beta ** np.arange(int(np.max(depths))))  # 1, 1 + beta, ...
-        return 1.0 + self.first_rate(matched, level, going_on) * geometric[np.asarray(depths) - 1]
+        started after ``run`` copied tokens (0: afresh); the first acceptance at its ``level`` quantile if given."""
+        longest = int(np.max(depths))
+        onward = [self.rate(matched, r) for r in range(run + 1, run + longest)]  # a_2 .. a_longest
+        chances = np.array([self.rate(matched, run, level), *onward])  # [longest]
+        reach = np.cumsum(np.cumprod(chances))  # [longest] sum_{k<=d} prod_{i<=k} a_i
+        return 1.0 + reach[np.asarray(depths) - 1]

@@ -63,11 +63,14 @@ token walk) the candidates also include the chain that continues an earlier
 occurrence of the text's last tokens (:mod:`multidraft.lookup`), cut to each
 of :data:`COPY_DEPTHS` and to the tokens still wanted less one.  Its tokens
 per step come from :class:`~multidraft.planning.copying.CopyEvidence`, fed by
-every emitted token (the chance the copy proposed at its position had), its
-seconds from :func:`~multidraft.planning.cost.copy_step_seconds` plus, where
-plain tokens are watched, the draft reading what it emits.  The margin
+every emitted token (the chance the copy proposed at its position had) and
+read in the copy's current state (afresh, or going on for r tokens), its
+seconds from :func:`~multidraft.planning.cost.copy_step_seconds`.  The margin
 against plain decoding reads the copy's first acceptance at the lower
-quantile :data:`DOUBT_LEVEL` of its Beta posterior.
+quantile :data:`DOUBT_LEVEL` of its Beta posterior.  Copied stretches are not
+watched: the draft falls behind over them and reads them in one forward when
+it next drafts (a cost charged to the drafted candidates as any lag is), so a
+run of copies costs the target's forwards only.
 
 **Lossless.**  The plan of step s is a function of the tokens committed and
 the laws seen at steps before s only; it is fixed before step s draws its
@@ -409,11 +412,11 @@ class OnlinePlanner:
     _draft_behind: int | None = None  # committed tokens the draft has not read (None: the whole prompt)
     _emitted: int = 0
     _ran: list = field(default_factory=list)  # per speculative step: (row, depths exposed, ended early, opening)
-    _unread: list[torch.Tensor] = field(default_factory=list)  # p [V] of each plain token the draft has not read
+    _unread: list[torch.Tensor | None] = field(default_factory=list)  # per token the draft lags: p [V] if watched
     _fresh: bool = False  # the last step brought agreements of plain tokens: plan the next one afresh
     copies: CopyEvidence = field(default_factory=CopyEvidence)
     _copy: tuple[torch.Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)  # the text's continuation, its n-gram
-    _copying: bool = False  # the last committed token was the copy proposed at its position
+    _run: int = 0  # the last committed tokens that were each the copy proposed at their position
     _seq: torch.Tensor | None = None  # the committed tokens the current step started from
 
     def __post_init__(self):
@@ -482,8 +485,9 @@ class OnlinePlanner:
         reading = drafting or self._current.watch  # the draft reads the prompt now or later
         if first and self.adapt and self.prior.prompt_agreement and reading:
             return replace(self._plans[candidate], look_back=PROMPT_POSITIONS)
-        due = drafting or (self._current.watch and len(self._unread) >= LOOK_BACK_AFTER)
-        if self._unread and due:
+        watched = sum(law is not None for law in self._unread)
+        due = drafting or (self._current.watch and watched >= LOOK_BACK_AFTER)
+        if watched and due:
             return replace(self._plans[candidate], look_back=len(self._unread))
         return self._plans[candidate]
 
@@ -500,16 +504,20 @@ class OnlinePlanner:
             self.prompt_agreement = mean_agreement(step.target_looked_back, step.looked_back[-both:])
             self._fresh = True
         if step.looked_back is not None:  # the draft read every committed token
-            if self._unread and len(step.looked_back):
-                unread = torch.stack(self._unread[-len(step.looked_back) :])  # [k, V]
-                self.observed += torch.minimum(unread, step.looked_back[-len(unread) :]).sum(-1).tolist()
+            read = list(zip(self._unread[-len(step.looked_back) :], step.looked_back[-len(self._unread) :]))
+            pairs = [(p, q) for p, q in read if p is not None]
+            if pairs:
+                p, q = (torch.stack(laws) for laws in zip(*pairs))  # [k, V] each
+                self.observed += torch.minimum(p, q).sum(-1).tolist()
                 self._fresh = True
                 self._ran = []  # the calibration starts again after a plain stretch
             self._unread.clear()
             self._draft_behind = 0
         if step.plans[s].scheme is None or step.plans[s].lookup:
             self._draft_behind += len(step.walk.tokens)
-            if self.adapt and self.predictions[-1].watch:
+            if step.plans[s].lookup:  # a copy stretch is not watched: its laws are not kept
+                self._unread += [None] * len(step.walk.tokens)
+            elif self.adapt and self.predictions[-1].watch:
                 self._unread += list(step.p[s][path])  # [V] each
             return
         self._draft_behind = 1
@@ -529,8 +537,8 @@ class OnlinePlanner:
         for i, (token, law) in enumerate(zip(tokens, laws)):
             proposed, matched = self._copy if i == 0 else continuation(text[: n + i], 1)
             if matched:
-                self.copies.add(matched, float(law[proposed[0]]), self._copying)
-            self._copying = bool(matched) and int(proposed[0]) == token
+                self.copies.add(matched, float(law[proposed[0]]), self._run)
+            self._run = self._run + 1 if matched and int(proposed[0]) == token else 0
 
     def choose(self, length: int, remaining: int) -> Prediction:
         context = length + remaining / 2
@@ -554,7 +562,7 @@ class OnlinePlanner:
         low = tokens
         if len(self.observed) >= self.min_evidence:
             low = np.minimum(low, lower_quantile(by_prompt(per_column, cells), weight, DOUBT_LEVEL))
-        copied = self.copy_options(context, remaining, watching)
+        copied = self.copy_options(context, remaining)
         candidates = table.candidates + copied[0]
         tokens, low, seconds = (
             np.concatenate([ours, theirs]) for ours, theirs in zip((tokens, low, seconds), copied[1:4])
@@ -570,20 +578,19 @@ class OnlinePlanner:
             chosen, float(tokens[best_c]), float(rates[best_c]), plain, row, table is not self.table, watch
         )
 
-    def copy_options(self, context: float, remaining: int, watch_per_token: float) -> tuple:
+    def copy_options(self, context: float, remaining: int) -> tuple:
         """The chains copied from the text's continuation, cut to each of :data:`COPY_DEPTHS` and to the tokens
         still wanted, less one: their candidates, E tokens per step, those at the lower quantile
-        :data:`DOUBT_LEVEL` of the first copy's acceptance, seconds per step, and tokens/s, each the draft's
-        reading of what they emit charged where plain tokens are watched (module docstring: copies)."""
+        :data:`DOUBT_LEVEL` of the first copy's acceptance, seconds per step, and tokens/s (module docstring:
+        copies)."""
         copied, matched = self._copy
         depths = sorted({min(d, copied.shape[0], remaining - 1) for d in COPY_DEPTHS} - {0})
         if not self.copying or not matched or not depths:
             return [], *(np.zeros(0) for _ in range(4))
         depths = np.array(depths)
-        tokens = self.copies.tokens(matched, depths, going_on=self._copying)  # [K]
-        low = self.copies.tokens(matched, depths, DOUBT_LEVEL, self._copying)
+        tokens = self.copies.tokens(matched, depths, run=self._run)  # [K]
+        low = self.copies.tokens(matched, depths, DOUBT_LEVEL, self._run)
         verified = np.minimum(tokens, depths)  # about the nodes the walk verifies at: 1 + E accepted, at most d
         seconds = np.array([copy_step_seconds(self.profile, int(d), v, context) for d, v in zip(depths, verified)])
-        seconds = seconds + watch_per_token * tokens
         candidates = [Candidate("sps", (1,) * int(d), lookup=True) for d in depths]
         return candidates, tokens, low, seconds, tokens / seconds
