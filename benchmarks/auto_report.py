@@ -14,8 +14,8 @@ bootstrap intervals clustered by prompt; none below 8 prompts):
 * ``auto (profile 2.5x slower)``: the planner given a profile whose forwards are 2.5x slower, as a
   slower machine of the same kind measures them (its speedup over plain decoding here);
 * the planner's predicted tokens per step against the measured ones (Rao-Blackwellised: the exact
-  expected tokens of each drafted tree), as their ratio over the same steps, and over the steps past
-  each generation's first;
+  expected tokens of each drafted tree), as their ratio over the same steps, over the steps past
+  each generation's first, and over the steps that copied from the text and those that drafted;
 * how often ``auto`` chose plain decoding.
 
 Writes ``auto.json`` and ``auto.md`` (``--name``: another name) beside the first results file.
@@ -91,11 +91,34 @@ def class_rows(category: str, records: list[dict]) -> list[dict]:
         later_measured = [sum(r["expected_tokens"][1:]) for r in chosen]
         row["past_first_step_measured_over_predicted"] = sum(later_measured) / sum(later_predicted)
         row["past_first_step_measured_over_predicted_ci95"] = ratio_interval(later_measured, later_predicted)
+        for kind, copied in (("copied", True), ("drafted", False)):
+            row[f"{kind}_measured_over_predicted"], row[f"{kind}_measured_over_predicted_ci95"] = split_ratio(
+                chosen, copied
+            )
         plans = Counter(plan or "plain decoding" for r in chosen for plan in r["plans"])
         steps = sum(plans.values())
         row["plans"] = {plan: count / steps for plan, count in plans.most_common()}
         rows.append(row)
     return rows
+
+
+def split_ratio(chosen: list[dict], copied: bool) -> tuple[float | None, list[float] | None]:
+    """Measured / predicted tokens over the steps that copied from the text (``copied``) or drafted with the
+    model (plain steps left out), clustered over the prompts that ran such steps (no interval below 8 of
+    them); None where none did."""
+    sums = []
+    for r in chosen:
+        steps = [
+            (measured, predicted)
+            for plan, measured, predicted in zip(r["plans"], r["expected_tokens"], r["predicted_tokens"])
+            if plan and plan.startswith("lookup") == copied
+        ]
+        if steps:
+            sums.append([sum(column) for column in zip(*steps)])
+    if not sums:
+        return None, None
+    measured, predicted = zip(*sums)
+    return sum(measured) / sum(predicted), ratio_interval(measured, predicted)
 
 
 def cell(value, interval) -> str:
@@ -136,6 +159,8 @@ def markdown(rows: list[dict], command: str) -> str:
             "past the first step": cell(
                 r["past_first_step_measured_over_predicted"], r["past_first_step_measured_over_predicted_ci95"]
             ),
+            "copied steps": cell(r["copied_measured_over_predicted"], r["copied_measured_over_predicted_ci95"]),
+            "drafted steps": cell(r["drafted_measured_over_predicted"], r["drafted_measured_over_predicted_ci95"]),
             "auto's plans (share of steps)": ", ".join(f"{p} {s:.0%}" for p, s in list(r["plans"].items())[:4]),
         }
         for r in rows
