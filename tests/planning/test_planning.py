@@ -22,6 +22,22 @@ def test_forward_costs_interpolate_linearly():
     assert costs(5, 0) == pytest.approx(5.0)  # beyond the grid: the last segment extended
 
 
+def test_forward_costs_never_fall_with_more_queries_or_more_context():
+    measured = [[0.32, 0.36, 0.29, 0.28, 0.25, 0.34], [0.28, 0.41, 0.31, 0.31, 0.30, 0.35]]
+    costs = ForwardCosts([1, 2, 3, 4, 6, 8], [64, 512], measured)
+    # violators pooled to their mean (the least-squares fit); the longer context's first point raised to the shorter's
+    assert costs.fitted[0] == pytest.approx([0.30, 0.30, 0.30, 0.30, 0.30, 0.34])
+    assert costs.fitted[1] == pytest.approx([0.30, 0.3325, 0.3325, 0.3325, 0.3325, 0.35])
+    points = [(q, c) for q in (1, 1.5, 2, 3, 5, 6, 7, 8) for c in (64, 300, 512)]  # within the measured grid
+    for q, c in points:
+        for q2, c2 in points:
+            if q2 >= q and c2 >= c:
+                assert costs(q2, c2) >= costs(q, c) - 1e-12
+    assert costs.seconds == measured  # the measurements are kept as they were
+    rising = ForwardCosts([1, 3], [0, 100], [[1.0, 3.0], [2.0, 6.0]])
+    assert rising.fitted.tolist() == [[1.0, 3.0], [2.0, 6.0]]  # nothing to fit
+
+
 def test_expected_tokens_of_a_chain_and_of_a_binary_tree():
     rates = flat_rates(0.6)
     tokens, level_nodes, verified, leaf_end, read = expected_tree(rates, "sps", (1, 1, 1))
