@@ -32,7 +32,7 @@ def test_max_nodes_counts_distinct_children_only():
 
 
 @pytest.mark.parametrize("tree,nodes", [("16x4", 69905), ("8x6", 299593)])
-def test_the_trees_of_the_issue_are_refused_before_any_model_call(tree, nodes):
+def test_huge_trees_are_refused_before_any_model_call(tree, nodes):
     target, draft = tiny_llama(0, vocab=1000), tiny_llama(1, vocab=1000)
     hooks = no_model_call(target, draft)
     with pytest.raises(

@@ -39,7 +39,7 @@ def test_a_truncated_gguf_is_refused_naming_the_file(tmp_path, gguf_file, keep):
     assert ("empty" if not cut else "cut-short") in str(info.value) or "not a GGUF" in str(info.value)
 
 
-def test_the_issue_file_magic_version_and_garbage(tmp_path):
+def test_a_file_of_gguf_magic_version_and_garbage_is_refused(tmp_path):
     path = tmp_path / "bad.gguf"
     path.write_bytes(b"GGUF" + struct.pack("<I", 3) + b"garbage!")
     with pytest.raises(DamagedModelFile, match=r"ends at byte 16, inside its header"):
