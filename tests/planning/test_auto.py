@@ -58,7 +58,7 @@ def test_auto_refuses_bad_requests_before_profiling(cache):
         generate(target, draft, torch.tensor([1]), scheme="otm", tree="auto", max_new_tokens=4)
     with pytest.raises(ValueError, match="no planned scheme"):
         generate(target, draft, torch.tensor([1]), scheme="auto", tree="7x1", max_new_tokens=4)
-    assert not any(cache.rglob("profile-*.json"))
+    assert not any(cache.rglob("profile*.json"))
 
 
 def test_the_confidence_stop_reaches_the_decoder_and_not_the_planner():

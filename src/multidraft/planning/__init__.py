@@ -107,8 +107,12 @@ def fingerprint(description: dict) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
+#: Bumped when cached profiles are measured differently.
+PROFILE_VERSION = 2
+
+
 def profile_path(target, draft) -> Path:
-    return plans_dir() / f"profile-{fingerprint(model_description(target, draft))}.json"
+    return plans_dir() / f"profile{PROFILE_VERSION}-{fingerprint(model_description(target, draft))}.json"
 
 
 #: Bumped when cached priors are measured differently.

@@ -3,11 +3,13 @@
 What a decoding step costs is measured, not assumed:
 
 * **forwards**: seconds of a runner's forward (:mod:`multidraft.runners`) of the target
-  and of the draft against the number of query tokens Q (1..64, plus prompt
-  lengths for the prefill) at two context lengths, on the execution path the
-  decoder uses (:mod:`multidraft.execution`), each point the median of a few
-  runs after a warm-up; between grid points the cost is interpolated
-  linearly in Q and in the context;
+  and of the draft against the number of query tokens Q (every Q to 16, then
+  to 64, plus prompt lengths for the prefill) at two context lengths, on the
+  execution path the decoder uses (:mod:`multidraft.execution`), each point
+  the median of a few rounds that run every Q once, in alternating order,
+  after a warm-up (so that a busy spell of the machine lands on every Q
+  alike); between grid points the cost is interpolated linearly in Q and in
+  the context;
 * **per-step overheads** on tensors of the real vocabulary: turning logits
   into laws (per row), drawing drafts (per scheme, k and row), verifying one
   node (per scheme and k), growing the tree and cutting a KV cache back;
@@ -46,7 +48,7 @@ from multidraft.runners import Runner, TorchRunner, as_runner, causal_visibility
 from multidraft.sampling_options import Sampling
 from multidraft.tree import Tree
 
-QUERIES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+QUERIES = (*range(1, 17), 20, 24, 32, 48, 64)
 PREFILL = (128, 256)
 CONTEXTS = (64, 512)
 #: (scheme, k) pairs whose drafting and verification costs are measured: those the planner considers.
@@ -68,11 +70,14 @@ class ForwardCosts:
     """Seconds of one forward: ``seconds[c][j]`` at context ``contexts[c]`` and ``queries[j]`` query tokens, as
     measured.
 
-    A forward of more query tokens, or at a longer context, never takes less time, but the medians of a few runs
-    on a busy machine can say so (one profile measured 0.32 s for one token and 0.26 s for six), and a planner
-    reading them would take a wider tree for a cheaper one.  Predictions therefore read :attr:`fitted`: the
-    least-squares non-decreasing fit of each context's row in the queries (isotonic regression, pool adjacent
-    violators), each row then raised to the one of the shorter context where it lies below it.
+    Below a few query tokens a forward can cost *more* than with a few more: the matrix kernels for one to
+    three rows are less efficient than the blocked ones (the bundled target on 2 cores: 0.31-0.37 s for one to
+    three tokens, 0.23-0.25 s for four or five, 0.33-0.35 s for seven to eleven, 0.52 s for twenty; medians of
+    7 interleaved rounds).  Past its cheapest point a forward of more tokens, or at a longer context, never
+    takes less time, yet medians on a busy machine can say so, and a planner reading them would take a wider
+    tree for a cheaper one.  Predictions therefore read :attr:`fitted`: each context's measurements up to its
+    cheapest point as they are, from there the least-squares non-decreasing fit (isotonic regression, pool
+    adjacent violators); each row then raised to the shorter context's where it lies below it.
     """
 
     queries: list[int]
@@ -81,8 +86,12 @@ class ForwardCosts:
 
     @functools.cached_property
     def fitted(self) -> np.ndarray:
-        """[contexts, queries] seconds non-decreasing in the queries and in the context."""
-        rows = np.array([scipy.optimize.isotonic_regression(row).x for row in self.seconds])  # [C, Q]
+        """[contexts, queries] seconds non-decreasing in the queries from each row's cheapest point, and in the
+        context."""
+        rows = np.array(self.seconds, dtype=np.float64)  # [C, Q]
+        for row in rows:
+            cheapest = int(np.argmin(row))
+            row[cheapest:] = scipy.optimize.isotonic_regression(row[cheapest:]).x
         return np.maximum.accumulate(rows, axis=0)
 
     def __call__(self, queries: float, context: float) -> float:
@@ -169,8 +178,10 @@ def machine_description() -> dict:
 
 
 @torch.no_grad()
-def forward_costs(runner: Runner, queries: Sequence[int], contexts: Sequence[int], repeats: int = 3) -> ForwardCosts:
-    """Median seconds of a ``queries``-token forward after ``context`` cached tokens, all logits kept."""
+def forward_costs(runner: Runner, queries: Sequence[int], contexts: Sequence[int], rounds: int = 5) -> ForwardCosts:
+    """Median seconds of a ``queries``-token forward after ``context`` cached tokens, all logits kept: over
+    ``rounds`` rounds that each run every Q <= 64 once, in alternating order, after a warm-up of each; a longer
+    (prefill) forward once after its warm-up."""
     vocab = runner.vocab_size
     generator = torch.Generator().manual_seed(0)
     seconds = []
@@ -178,16 +189,24 @@ def forward_costs(runner: Runner, queries: Sequence[int], contexts: Sequence[int
         runner.reset()
         tokens = torch.randint(0, min(vocab, 30000), (context + max(queries),), generator=generator)
         runner.forward(tokens[:context], torch.arange(context), causal_visibility(0, context), 1)
-        row = []
-        for q in queries:
+
+        def once(q: int) -> None:
             visible = causal_visibility(context, q)
+            runner.forward(tokens[context : context + q], torch.arange(context, context + q), visible, q)
+            runner.keep_path(context, [])
 
-            def once():
-                runner.forward(tokens[context : context + q], torch.arange(context, context + q), visible, q)
-                runner.keep_path(context, [])
-
-            row.append(median_seconds(once, repeats if q <= 64 else 1))
-        seconds.append(row)
+        steps = [q for q in queries if q <= 64]
+        times = {q: [] for q in steps}
+        for q in steps:
+            once(q)  # warm-up
+        for r in range(rounds):
+            for q in steps if r % 2 == 0 else steps[::-1]:
+                start = time.perf_counter()
+                once(q)
+                times[q].append(time.perf_counter() - start)
+        seconds.append(
+            [statistics.median(times[q]) if q in times else median_seconds(lambda: once(q), 1) for q in queries]
+        )
     return ForwardCosts(list(queries), list(contexts), seconds)
 
 
