@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 from collections import Counter
 from types import SimpleNamespace
 
@@ -15,11 +17,13 @@ from multidraft.decoding import run
 from multidraft.lookup import continuation
 from multidraft.planning.acceptance import rank_rates, stop_rates
 from multidraft.planning.copying import FIRST_PRIOR, ONWARD_PRIOR, PRIOR_WEIGHT, CopyEvidence
-from multidraft.planning.cost import expected_tree, step_seconds, stop_chain_rates
+from multidraft.planning.cost import expected_level_nodes, expected_tree, step_seconds, stop_chain_rates
 from multidraft.planning.online import (
     CALIBRATION_EVENTS,
     CALIBRATION_RANGE,
     DOUBT_LEVEL,
+    REPEAT_GRID,
+    REPEAT_PRIOR,
     Candidate,
     OnlinePlanner,
     PlanTable,
@@ -395,8 +399,8 @@ def test_the_tables_seconds_are_the_cost_models_at_any_context():
     table = PlanTable.of(prior, candidates_for("auto", None, max_nodes=16))
     profile = fake_profile_with_slopes()
     weight = np.array([0.3, 0.7])
-    for context in (5.0, 300.0, 900.0):
-        fixed, per_verified, per_leaf_end = table.seconds_at(profile, context)
+    for context, repeats in itertools.product((5.0, 300.0, 900.0), (1.0, 0.5, 3.0)):
+        fixed, per_verified, per_leaf_end = table.seconds_at(profile, context, repeats)
         verified, leaf_end = table.verified @ weight, table.leaf_end @ weight
         for c, candidate in enumerate(table.candidates):
             if candidate.stop:
@@ -409,11 +413,12 @@ def test_the_tables_seconds_are_the_cost_models_at_any_context():
                     for n, share in enumerate(lengths, start=1)
                 )
             else:
+                new = functools.partial(table._new, candidate.scheme)
                 direct = step_seconds(
                     profile,
                     candidate.scheme,
                     candidate.shape,
-                    table.level_nodes[c],
+                    expected_level_nodes(candidate.shape, new, repeats),
                     verified[c],
                     leaf_end[c],
                     table.read[c],
@@ -421,7 +426,31 @@ def test_the_tables_seconds_are_the_cost_models_at_any_context():
                 )
             laws = np.einsum("jd,j->d", table.lengths[c], weight)
             mine = (fixed[c] * laws).sum() + per_verified[c] * verified[c] + per_leaf_end[c] * leaf_end[c]
-            assert mine == pytest.approx(direct, rel=1e-12), (candidate, context)
+            assert mine == pytest.approx(direct, rel=1e-12), (candidate, context, repeats)
+
+
+def test_drafts_repeated_less_often_than_recorded_make_wide_trees_dearer(prior):
+    """Each drafted node's repeats are counted against sum_i 1 - new_k[i]; s = (m + seen) / (m + expected), on
+    the grid; with s < 1 a kseq tree has more nodes and costs more, a chain costs the same."""
+    candidates = [Candidate("kseq", (4, 4)), Candidate("sps", (1, 1, 1))]
+    table = PlanTable.of(prior, candidates)
+    online = OnlinePlanner(fake_profile_with_slopes(), prior, table, None, 64)
+    assert online.repeats() == 1.0
+    expected = table.expected_repeats("kseq", 4)
+    assert expected == pytest.approx(sum(1 - n for n in prior.rates.new("kseq", 4)))
+    all_new = {node: torch.tensor([1, 2, 3, 4]) + 4 * node for node in range(5)}  # five nodes, no repeat
+    online.learn_repeats("kseq", all_new.values())
+    ratio = REPEAT_PRIOR / (REPEAT_PRIOR + 5 * expected)
+    assert online.repeats() == pytest.approx(REPEAT_GRID ** round(np.log(ratio) / np.log(REPEAT_GRID)))
+    assert online.repeats() < 1.0
+    online.learn_repeats("sps", [torch.tensor([3])])  # a chain's nodes draw one draft: nothing to count
+    assert online._repeats == (0.0, pytest.approx(5 * expected))
+    base, fewer = (table.seconds_at(online.profile, 100.0, s)[0] for s in (1.0, online.repeats()))
+    assert fewer[0, 0] > base[0, 0] and fewer[1, 0] == base[1, 0]
+    nodes = expected_level_nodes((4, 4), functools.partial(table._new, "kseq"), 0.0)
+    assert nodes == [1.0, 4.0, 16.0]  # no repeat at all: the whole shape
+    online.learn_repeats("kseq", [torch.tensor([5, 5, 5, 5])] * 40)  # far more repeats than recorded
+    assert online.repeats() > 1.0
 
 
 def fake_profile_with_slopes():
@@ -444,8 +473,15 @@ def whole_tree_step(plan) -> SimpleNamespace:
     depth = shape_depth(plan.shape)
     walk = SimpleNamespace(tokens=list(range(depth + 1)), visited=[], path=list(range(1, depth + 1)))
     uniform = [torch.full((depth + 1, V), 1.0 / V)]  # p at the root and along the path
+    chain = SimpleNamespace(node_drafts={node: torch.tensor([node + 1]) for node in range(depth)})  # k = 1
     return SimpleNamespace(
-        driver=0, plans=[plan], walk=walk, p=uniform, looked_back=torch.zeros(0, V), target_looked_back=None
+        driver=0,
+        plans=[plan],
+        trees=[chain],
+        walk=walk,
+        p=uniform,
+        looked_back=torch.zeros(0, V),
+        target_looked_back=None,
     )
 
 
@@ -717,7 +753,13 @@ def prompt_step(plan, p_rows: torch.Tensor, q_rows: torch.Tensor) -> SimpleNames
     """What the planner reads of a first step that looked back at the prompt's last tokens and emitted one."""
     walk = SimpleNamespace(tokens=[7], visited=[], path=[])
     return SimpleNamespace(
-        driver=0, plans=[plan], walk=walk, p=[p_rows[-1:]], looked_back=q_rows, target_looked_back=p_rows
+        driver=0,
+        plans=[plan],
+        trees=[SimpleNamespace(node_drafts={})],
+        walk=walk,
+        p=[p_rows[-1:]],
+        looked_back=q_rows,
+        target_looked_back=p_rows,
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from multidraft.planning.acceptance import rank_rates
-from multidraft.planning.cost import expected_tree, predict_generation, predict_step
+from multidraft.planning.cost import expected_level_nodes, expected_tree, predict_generation, predict_step
 from multidraft.planning.planner import best_per_scheme, candidates, grown_templates, plan
 from multidraft.planning.profile import ForwardCosts
 from multidraft.shapes import TreeTemplate, parse_shape, template_of
@@ -41,6 +41,15 @@ def test_forward_costs_never_fall_past_the_cheapest_forward_nor_with_more_contex
     assert costs.seconds == measured  # the measurements are kept as they were
     rising = ForwardCosts([1, 3], [0, 100], [[1.0, 3.0], [2.0, 6.0]])
     assert rising.fitted.tolist() == [[1.0, 3.0], [2.0, 6.0]]  # nothing to fit
+
+
+def test_level_nodes_of_a_tree_whose_drafts_can_repeat():
+    """Two drafts per node, the second new with chance 1/2: E nodes 1, 1.5, 2.25; repeats taken s times."""
+    new = {1: [1.0], 2: [1.0, 0.5]}.__getitem__
+    assert expected_level_nodes((2, 2), new) == [1.0, 1.5, 2.25]
+    assert expected_level_nodes((2, 2), new, 0.5) == pytest.approx([1.0, 1.75, 1.75**2])
+    assert expected_level_nodes((2, 2), new, 2.0) == [1.0, 1.0, 1.0]  # a repeat for sure: a chain
+    assert expected_level_nodes((1, 1, 1), new, 3.0) == [1.0, 1.0, 1.0, 1.0]  # one draft never repeats
 
 
 def test_expected_tokens_of_a_chain_and_of_a_binary_tree():

@@ -88,28 +88,43 @@ def tree_rates(rates: RankRates, scheme: str, shape: TreeShape) -> TreeRates:
     starts = _starts(rates, template.depth)
     if starts is not None and len(starts) == 0:
         starts = None  # no recorded text as long as the tree is deep: fall back to the mean rates
-    reach, exist = [1.0], [1.0]  # per template node, breadth first
-    level_nodes, verified, leaf_end, read, depth_reach = [1.0], 0.0, 0.0, [], []
+    reach = [1.0]  # per template node, breadth first
+    verified, leaf_end, read, depth_reach = 0.0, 0.0, [], []
     start = 0
     for depth, level in enumerate(template.levels):
         read.append(any(k > 0 for k in level))
-        next_reach, next_exist = [], []
+        next_reach = []
         for offset, k in enumerate(level):
             node = start + offset
             if k == 0:
                 leaf_end += reach[node]
                 continue
             verified += reach[node]
-            accept, new = _rank_rates(rates, scheme, k, depth, starts), rates.new(scheme, k)
-            next_reach += [reach[node] * a for a in accept]
-            next_exist += [exist[node] * n for n in new]
+            next_reach += [reach[node] * a for a in _rank_rates(rates, scheme, k, depth, starts)]
         start += len(level)
         reach += next_reach
-        exist += next_exist
-        level_nodes.append(sum(next_exist))
         depth_reach.append(sum(next_reach))
     leaf_end += sum(reach[start:])  # the last level: all leaves
+    level_nodes = expected_level_nodes(shape, lambda k: rates.new(scheme, k))
     return TreeRates(1.0 + sum(reach[1:]), verified, leaf_end, level_nodes, read, starts, depth_reach)
+
+
+def expected_level_nodes(shape: TreeShape, new, duplicates: float = 1.0) -> list[float]:
+    """E nodes per level 0..D: node v, draft i of its parent u, exists with probability exist(u) * new_k[i]
+    (``new(k)``: the chance that draft i of k differs from drafts 0..i-1, which then merge into one child).
+    With ``duplicates`` s, every chance of a repeat 1 - new_k[i] is taken s times (at most 1): how much more
+    often (s > 1) or less often (s < 1) this text repeats a draft than the recorded texts did on average."""
+    exist, level_nodes, start = [1.0], [1.0], 0  # per template node, breadth first
+    for level in template_of(shape).levels:
+        born = []
+        for offset, k in enumerate(level):
+            if k > 0:
+                chances = new(k) if duplicates == 1.0 else [1.0 - min(1.0, duplicates * (1.0 - n)) for n in new(k)]
+                born += [exist[start + offset] * n for n in chances]
+        start += len(level)
+        exist += born
+        level_nodes.append(sum(born))
+    return level_nodes
 
 
 @dataclass(frozen=True)

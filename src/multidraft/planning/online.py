@@ -72,6 +72,22 @@ watched: the draft falls behind over them and reads them in one forward when
 it next drafts (a cost charged to the drafted candidates as any lag is), so a
 run of copies costs the target's forwards only.
 
+**Repeated drafts.**  Drafts drawn independently from q can repeat, and a
+repeat merges into the child already drawn, so a tree of k drafts per node
+has fewer nodes than its shape, and costs less, where q is peaked.  The
+table's nodes per level come from the recorded chance that draft i of k is
+new, averaged over every recorded prompt (:func:`multidraft.planning.cost.expected_level_nodes`);
+a text whose q is flatter than that average (chat, against code) repeats
+less and its wide trees cost more than the table says (4 drafts per node at
+T = 1: 1.8 distinct on average over the recording, about 2.8 on chat).  So
+the planner counts, at every node a step drafted, the repeats among its k
+drafts against the sum of 1 - new_k[i] that the table expected there, and
+takes every chance of a repeat s = (m + repeats) / (m + expected) times,
+m = :data:`REPEAT_PRIOR` (a Gamma prior of mean 1; within
+:data:`CALIBRATION_RANGE`, on a grid of ratios :data:`REPEAT_GRID` apart so
+that the seconds of a few values of s are computed and kept).  Like the
+posterior it reads only steps already taken.
+
 **Lossless.**  The plan of step s is a function of the tokens committed and
 the laws seen at steps before s only; it is fixed before step s draws its
 drafts.  Given the committed text, step s is then a lossless step of a fixed
@@ -142,6 +158,7 @@ from multidraft.planning.cost import (
     autoregressive_step,
     context_breakpoints,
     copy_step_seconds,
+    expected_level_nodes,
     linear_step_seconds,
     stop_chain_rates,
     tree_rates,
@@ -149,7 +166,7 @@ from multidraft.planning.cost import (
 from multidraft.planning.planner import uniform_shapes
 from multidraft.planning.prior import PROMPT_POSITIONS, STATE_CELLS, Prior, mean_agreement
 from multidraft.planning.profile import Profile
-from multidraft.shapes import TreeShape, shape_depth
+from multidraft.shapes import TreeShape, shape_depth, template_of
 from multidraft.step import Step, TreePlan
 
 #: Relative error allowed for the cost model's seconds per step before speculation is chosen.
@@ -174,6 +191,10 @@ CALIBRATION_RANGE = (0.1, 10.0)
 STOP_DEPTHS = (6, 10, 16, 20, 28)
 #: Longest chains copied from the text considered online.
 COPY_DEPTHS = (4, 8, 16, 28)
+#: Weight, in expected repeated drafts, of the prior repeat multiplier of 1 (module docstring: repeated drafts).
+REPEAT_PRIOR = 2.0
+#: Ratio between neighbouring repeat multipliers the planner prices (it rounds s to a power of this).
+REPEAT_GRID = 2.0**0.125
 
 
 @dataclass(frozen=True)
@@ -200,8 +221,9 @@ class PlanTable:
     level_nodes: list[list[float]]  # [C] E nodes per level (the rates' means)
     read: list[list[bool]]  # [C]
     lengths: np.ndarray  # [C, J, D] P(a stopped chain has L = 1..D drafts) per recorded prompt; others: L = "1"
+    new: dict[str, list[float]]  # "scheme:k" -> the recorded chance that draft i of k is new [k]
     cells: int = 1  # columns per recorded prompt: 1, or one per local state (J above is prompts * cells)
-    _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context) -> (profile, 3 arrays)
+    _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context, s) -> (profile, 3 arrays)
 
     @property
     def tokens(self) -> np.ndarray:
@@ -276,39 +298,72 @@ class PlanTable:
         if not kept:
             raise ValueError("the prior rates none of the candidates (stopped chains need its stop rates)")
         rates = (np.array(rows[name]) for name in rows)
-        return cls(kept, np.stack(reach), *rates, level_nodes, read, np.stack(lengths), cells)
+        new = {key: list(entry["new"]) for key, entry in prior.rates.rates.items()}
+        return cls(kept, np.stack(reach), *rates, level_nodes, read, np.stack(lengths), new, cells)
 
-    def seconds_at(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def seconds_at(
+        self, profile: Profile, context: float, repeats: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per candidate, seconds per step = (fixed [C, D] * P(length)).sum(-1) + per_verified [C] * E verified
-        + per_leaf_end [C] * P(leaf end) (:func:`multidraft.planning.cost.linear_step_seconds`).  Linear in the
-        context between the profile's breakpoints, so computed at those only (once per profile) and
-        interpolated."""
+        + per_leaf_end [C] * P(leaf end) (:func:`multidraft.planning.cost.linear_step_seconds`), with every
+        chance of a repeated draft taken ``repeats`` times (module docstring: repeated drafts).  Linear in the
+        context between the profile's breakpoints, so computed at those only (once per profile and value of
+        ``repeats``) and interpolated."""
         points = context_breakpoints(profile)
         if len(points) == 1:
-            return self._seconds_exactly(profile, float(points[0]))
+            return self._seconds_exactly(profile, float(points[0]), repeats)
         i = int(np.clip(np.searchsorted(points, context) - 1, 0, len(points) - 2))
-        low, high = self._seconds_exactly(profile, points[i]), self._seconds_exactly(profile, points[i + 1])
+        low, high = (self._seconds_exactly(profile, points[j], repeats) for j in (i, i + 1))
         share = (context - points[i]) / (points[i + 1] - points[i])
         return tuple(a + share * (b - a) for a, b in zip(low, high))
 
-    def _seconds_exactly(self, profile: Profile, context: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        key = (id(profile), float(context))
-        if key not in self._seconds:  # the profile is kept with its arrays, so its id names no other one
-            fixed = np.zeros((self.lengths.shape[0], self.lengths.shape[2]))  # [C, D]
-            per_verified, per_leaf_end = np.zeros(len(self.candidates)), np.zeros(len(self.candidates))
+    def _seconds_exactly(
+        self, profile: Profile, context: float, repeats: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = (id(profile), float(context), float(repeats))
+        if key in self._seconds:  # the profile is kept with its arrays, so its id names no other one
+            return self._seconds[key][1]
+        if repeats != 1.0:  # only trees whose drafts can repeat change
+            fixed, per_verified, per_leaf_end = (a.copy() for a in self._seconds_exactly(profile, context, 1.0))
             for c, candidate in enumerate(self.candidates):
-                if candidate.stop:
-                    for length in range(1, shape_depth(candidate.shape) + 1):
-                        chain = (1,) * length, [1.0] * (length + 1), [True] * length
-                        fixed[c, length - 1], per_verified[c], per_leaf_end[c] = linear_step_seconds(
-                            profile, candidate.scheme, chain[0], chain[1], chain[2], context
-                        )
-                else:
-                    fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
-                        profile, candidate.scheme, candidate.shape, self.level_nodes[c], self.read[c], context
-                    )
+                if candidate.stop or not self.can_repeat(candidate):
+                    continue
+                level_nodes = expected_level_nodes(candidate.shape, self._new_of(candidate.scheme), repeats)
+                fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
+                    profile, candidate.scheme, candidate.shape, level_nodes, self.read[c], context
+                )
             self._seconds[key] = profile, (fixed, per_verified, per_leaf_end)
+            return self._seconds[key][1]
+        fixed = np.zeros((self.lengths.shape[0], self.lengths.shape[2]))  # [C, D]
+        per_verified, per_leaf_end = np.zeros(len(self.candidates)), np.zeros(len(self.candidates))
+        for c, candidate in enumerate(self.candidates):
+            if candidate.stop:
+                for length in range(1, shape_depth(candidate.shape) + 1):
+                    chain = (1,) * length, [1.0] * (length + 1), [True] * length
+                    fixed[c, length - 1], per_verified[c], per_leaf_end[c] = linear_step_seconds(
+                        profile, candidate.scheme, chain[0], chain[1], chain[2], context
+                    )
+            else:
+                fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
+                    profile, candidate.scheme, candidate.shape, self.level_nodes[c], self.read[c], context
+                )
+        self._seconds[key] = profile, (fixed, per_verified, per_leaf_end)
         return self._seconds[key][1]
+
+    def _new(self, scheme: str, k: int) -> list[float]:
+        return self.new[f"{scheme}:{k}"]
+
+    def _new_of(self, scheme: str):
+        return functools.partial(self._new, scheme)
+
+    def can_repeat(self, candidate: Candidate) -> bool:
+        """Whether some draft of the candidate's tree is recorded to repeat an earlier one of its node."""
+        ks = {k for level in template_of(candidate.shape).levels for k in level if k > 1}
+        return any(min(self._new(candidate.scheme, k)) < 1.0 for k in ks)
+
+    def expected_repeats(self, scheme: str, k: int) -> float:
+        """E repeated drafts among the k drafts of one node, as recorded: sum_i 1 - new_k[i]."""
+        return float(sum(1.0 - n for n in self._new(scheme, k)))
 
 
 def hazards(reach: np.ndarray) -> np.ndarray:
@@ -418,6 +473,7 @@ class OnlinePlanner:
     _copy: tuple[torch.Tensor, int] = (torch.zeros(0, dtype=torch.int64), 0)  # the text's continuation, its n-gram
     _run: int = 0  # the last committed tokens that were each the copy proposed at their position
     _seq: torch.Tensor | None = None  # the committed tokens the current step started from
+    _repeats: tuple[float, float] = (0.0, 0.0)  # repeated drafts seen at drafted nodes, and those expected there
 
     def __post_init__(self):
         if self.opening is None:
@@ -464,6 +520,14 @@ class OnlinePlanner:
         exposure = float(np.cumsum(hazard, 1)[np.arange(len(rows)), exposed - 1].sum())
         low, high = CALIBRATION_RANGE
         return min(high, max(low, (CALIBRATION_EVENTS + early.sum()) / (CALIBRATION_EVENTS + exposure)))
+
+    def repeats(self) -> float:
+        """s = (m + repeats seen) / (m + repeats expected), m = :data:`REPEAT_PRIOR`, within
+        :data:`CALIBRATION_RANGE`, rounded to a power of :data:`REPEAT_GRID` (module docstring)."""
+        seen, expected = self._repeats
+        low, high = CALIBRATION_RANGE
+        ratio = min(high, max(low, (REPEAT_PRIOR + seen) / (REPEAT_PRIOR + expected)))
+        return float(REPEAT_GRID ** round(np.log(ratio) / np.log(REPEAT_GRID)))
 
     def __call__(self, seq: torch.Tensor, steps: Sequence) -> TreePlan:
         first = self._draft_behind is None
@@ -523,11 +587,22 @@ class OnlinePlanner:
         self._draft_behind = 1
         depth, reached = shape_depth(step.plans[s].shape), len(step.walk.tokens) - 1
         chosen = self.predictions[-1]
+        self.learn_repeats(chosen.candidate.scheme, step.trees[s].node_drafts.values())
         self._ran.append((chosen.index, min(reached + 1, depth), reached < depth, chosen.opening))
         if not step.walk.visited:
             return
         nodes = step.walk.visited
         self.observed += torch.minimum(step.p[s][nodes], step.q[s][nodes]).sum(-1).tolist()
+
+    def learn_repeats(self, scheme: str, drafts: Sequence[torch.Tensor]) -> None:
+        """Count the repeats among each drafted node's k drafts [k] beside those the table expected there."""
+        seen, expected = self._repeats
+        for row in drafts:
+            k = row.shape[0]
+            if k > 1:
+                seen += k - len(set(row.tolist()))
+                expected += self.table.expected_repeats(scheme, k)
+        self._repeats = seen, expected
 
     def learn_copies(self, tokens: Sequence[int], laws: torch.Tensor) -> None:
         """The chance a(j) = p_j(c(j)) of the copy proposed at each emitted position j, from the laws [k, V] its
@@ -550,7 +625,7 @@ class OnlinePlanner:
         plain_step = autoregressive_step(self.profile, context)
         behind = self._draft_behind or 1
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
-        fixed, per_verified, per_leaf_end = table.seconds_at(self.profile, context)
+        fixed, per_verified, per_leaf_end = table.seconds_at(self.profile, context, self.repeats())
         laws = np.einsum("cjd,j->cd", table.lengths, columns)  # [C, D] P(length) of stopped chains
         seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
         rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]

@@ -70,14 +70,14 @@ class ForwardCosts:
     """Seconds of one forward: ``seconds[c][j]`` at context ``contexts[c]`` and ``queries[j]`` query tokens, as
     measured.
 
-    Below a few query tokens a forward can cost *more* than with a few more: the matrix kernels for one to
-    three rows are less efficient than the blocked ones (the bundled target on 2 cores: 0.31-0.37 s for one to
-    three tokens, 0.23-0.25 s for four or five, 0.33-0.35 s for seven to eleven, 0.52 s for twenty; medians of
-    7 interleaved rounds).  Past its cheapest point a forward of more tokens, or at a longer context, never
-    takes less time, yet medians on a busy machine can say so, and a planner reading them would take a wider
-    tree for a cheaper one.  Predictions therefore read :attr:`fitted`: each context's measurements up to its
-    cheapest point as they are, from there the least-squares non-decreasing fit (isotonic regression, pool
-    adjacent violators); each row then raised to the shorter context's where it lies below it.
+    Below a few query tokens a forward can cost *more* than with a few more (the bundled target on 2 cores:
+    0.30-0.37 s for one to three tokens, 0.25 s for five or six, 0.31-0.32 s for seven to eleven, 0.49 s for
+    twenty; medians of 5 interleaved rounds, and the decoding loop's own steps agree).  Past its cheapest
+    point a forward of more tokens, or at a longer context, never takes less time, yet medians on a busy
+    machine can say so, and a planner reading them would take a wider tree for a cheaper one.  Predictions
+    therefore read :attr:`fitted`: each context's measurements up to its cheapest point as they are, from
+    there the least-squares non-decreasing fit (isotonic regression, pool adjacent violators); each row then
+    raised to the shorter context's where it lies below it.
     """
 
     queries: list[int]
