@@ -171,9 +171,9 @@ def _prior(text: str) -> Prior:
 
 
 def cached_profile(target, draft, progress=None) -> Profile:
-    """The cached profile of this machine and pair, measured (about a minute) and cached if missing or damaged
-    (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it).  Within
-    a process the same file gives the same object, so what the planner derives from it is computed once."""
+    """The cached profile of this machine and pair, measured (a few minutes on 2 cores) and cached if missing or
+    damaged (:func:`multidraft.models.cache.cached_entry`: one process measures, concurrent ones wait for it).
+    Within a process the same file gives the same object, so what the planner derives from it is computed once."""
     data = cached_entry(
         profile_path(target, draft),
         "profiling this machine",
