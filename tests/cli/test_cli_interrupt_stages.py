@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from multidraft.bench.store import read_lines
+from multidraft.planning import PROFILE_VERSION
 from tests.support.child_process import child_env
 from tests.support.tiny_pair import save_tiny_pair
 
@@ -131,7 +132,8 @@ def test_ctrl_c_while_planning_keeps_the_finished_profile_whole(pair, tmp_path):
     assert_one_interrupted_line(code, err, "multidraft plan")
     plans = tmp_path / "cache" / "plans"
     entries = sorted(p for p in plans.iterdir() if p.suffix == ".json")
-    assert [p.name.split("-")[0] for p in entries] == ["profile"]  # the prior was being measured: absent
+    # the prior was being measured: absent
+    assert [p.name.split("-")[0] for p in entries] == [f"profile{PROFILE_VERSION}"]
     assert parse_entry(entries[0])[1] is None and temporaries(plans) == [] and not out.exists()
 
 
