@@ -19,6 +19,8 @@ bootstrap intervals clustered by prompt; none below 8 prompts):
 * how often ``auto`` chose plain decoding.
 
 Writes ``auto.json`` and ``auto.md`` (``--name``: another name) beside the first results file.
+``--prompts N`` reads prompts 0 to N - 1 only, ``--prompts A-B`` prompts A to B (a run extended with
+``--resume --prompts`` keeps its earlier report reproducible, and its new prompts can be read apart).
 """
 
 from __future__ import annotations
@@ -51,8 +53,17 @@ def quotient(table, a: str, b: str, prompts) -> tuple[float, list[float] | None]
     return paired_ratio_quotient((sa["tokens"], sa["seconds"]), (sb["tokens"], sb["seconds"]))
 
 
-def class_rows(category: str, records: list[dict]) -> list[dict]:
-    table = _by_config(records)
+def prompt_range(text: str) -> range:
+    """``N``: prompts 0 to N - 1; ``A-B``: prompts A to B; at least 8 (no interval from fewer)."""
+    first, _, last = text.rpartition("-") if "-" in text else ("0", "", str(int(text) - 1))
+    chosen = range(int(first), int(last) + 1)
+    if len(chosen) < 8:
+        raise argparse.ArgumentTypeError(f"--prompts must name at least 8 prompts (N or A-B), got {text!r}")
+    return chosen
+
+
+def class_rows(category: str, records: list[dict], chosen: range | None = None) -> list[dict]:
+    table = _by_config([r for r in records if chosen is None or r["prompt"] in chosen])
     rows = []
     for temperature in sorted({t for t, _ in table}):
         runs = {label: r for (t, label), r in table.items() if t == temperature}
@@ -179,17 +190,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--name", default="auto", help="the report's file name, without extension")
+    parser.add_argument(
+        "--prompts", type=prompt_range, default=None, help="N: prompts 0 to N - 1; A-B: prompts A to B (default: all)"
+    )
     args = parser.parse_args()
     rows, headers = [], []
     for path in args.results:
         lines, _ = read_lines(path)
         header = lines[0]["header"]
         headers.append(header)
-        rows += class_rows(header.get("category") or "all", lines[1:])
+        rows += class_rows(header.get("category") or "all", lines[1:], args.prompts)
     out = args.results[0].parent
     command = "python benchmarks/auto_report.py " + " ".join(str(p) for p in args.results)
     if args.name != "auto":
         command += f" --name {args.name}"
+    if args.prompts is not None:
+        command += f" --prompts {args.prompts.start}-{args.prompts.stop - 1}"
     write_json({"command": command, "headers": headers, "rows": rows}, out / f"{args.name}.json")
     write_text(out / f"{args.name}.md", markdown(rows, command))
     print((out / f"{args.name}.md").read_text())

@@ -323,38 +323,36 @@ class PlanTable:
         key = (id(profile), float(context), float(repeats))
         if key in self._seconds:  # the profile is kept with its arrays, so its id names no other one
             return self._seconds[key][1]
-        if repeats != 1.0:  # only trees whose drafts can repeat change
+        if repeats == 1.0:
+            fixed = np.zeros((self.lengths.shape[0], self.lengths.shape[2]))  # [C, D]
+            per_verified, per_leaf_end = np.zeros(len(self.candidates)), np.zeros(len(self.candidates))
+            rows = range(len(self.candidates))
+        else:  # only trees whose drafts can repeat change
             fixed, per_verified, per_leaf_end = (a.copy() for a in self._seconds_exactly(profile, context, 1.0))
-            for c, candidate in enumerate(self.candidates):
-                if candidate.stop or not self.can_repeat(candidate):
-                    continue
-                level_nodes = expected_level_nodes(candidate.shape, self._new_of(candidate.scheme), repeats)
-                fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
-                    profile, candidate.scheme, candidate.shape, level_nodes, self.read[c], context
-                )
-            self._seconds[key] = profile, (fixed, per_verified, per_leaf_end)
-            return self._seconds[key][1]
-        fixed = np.zeros((self.lengths.shape[0], self.lengths.shape[2]))  # [C, D]
-        per_verified, per_leaf_end = np.zeros(len(self.candidates)), np.zeros(len(self.candidates))
-        for c, candidate in enumerate(self.candidates):
-            if candidate.stop:
+            rows = [
+                c for c, candidate in enumerate(self.candidates) if not candidate.stop and self.can_repeat(candidate)
+            ]
+        for c in rows:
+            candidate = self.candidates[c]
+            if candidate.stop:  # one row of fixed seconds per length the chain may stop at
                 for length in range(1, shape_depth(candidate.shape) + 1):
-                    chain = (1,) * length, [1.0] * (length + 1), [True] * length
                     fixed[c, length - 1], per_verified[c], per_leaf_end[c] = linear_step_seconds(
-                        profile, candidate.scheme, chain[0], chain[1], chain[2], context
+                        profile, candidate.scheme, (1,) * length, [1.0] * (length + 1), [True] * length, context
                     )
-            else:
-                fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
-                    profile, candidate.scheme, candidate.shape, self.level_nodes[c], self.read[c], context
-                )
+                continue
+            level_nodes = (
+                self.level_nodes[c]
+                if repeats == 1.0
+                else expected_level_nodes(candidate.shape, functools.partial(self._new, candidate.scheme), repeats)
+            )
+            fixed[c, 0], per_verified[c], per_leaf_end[c] = linear_step_seconds(
+                profile, candidate.scheme, candidate.shape, level_nodes, self.read[c], context
+            )
         self._seconds[key] = profile, (fixed, per_verified, per_leaf_end)
         return self._seconds[key][1]
 
     def _new(self, scheme: str, k: int) -> list[float]:
         return self.new[f"{scheme}:{k}"]
-
-    def _new_of(self, scheme: str):
-        return functools.partial(self._new, scheme)
 
     def can_repeat(self, candidate: Candidate) -> bool:
         """Whether some draft of the candidate's tree is recorded to repeat an earlier one of its node."""
