@@ -54,7 +54,7 @@ def measure(paths: list[Path], out: Path) -> None:
     from multidraft.bench.inputs import encode, load_pair, pick_prompts
 
     done = {tuple(json.loads(line)["key"]) for line in out.open()} if out.exists() else set()
-    pair = None
+    pair, prompts = None, {}
     with out.open("a") as sink:
         for path in paths:
             lines, _ = read_lines(path)
@@ -66,8 +66,10 @@ def measure(paths: list[Path], out: Path) -> None:
                     continue
                 if pair is None:
                     pair = load_pair(None, None)
-                prompts = pick_prompts(record["prompt"] + 1, category=category)
-                prompt = encode(pair.tokenizer, prompts[record["prompt"]], header["max_prompt_tokens"])
+                if category not in prompts:  # every prompt of the run, read once
+                    count = 1 + max(line["prompt"] for line in lines[1:])
+                    prompts[category] = pick_prompts(count, category=category)
+                prompt = encode(pair.tokenizer, prompts[category][record["prompt"]], header["max_prompt_tokens"])
                 loglik = text_log_likelihood(pair.target, prompt, record["tokens"], record["temperature"])
                 sink.write(json.dumps({"key": key, "loglik": loglik}) + "\n")
                 sink.flush()
