@@ -18,6 +18,10 @@ bootstrap intervals clustered by prompt; none below 8 prompts):
   each generation's first, and over the steps that copied from the text and those that drafted;
 * how often ``auto`` chose plain decoding.
 
+Runs of ``auto`` alone get the prediction table only: given the profile, the planner's choices and
+predictions do not depend on timing, so planner variants can be compared on the same prompts and seeds
+away from a quiet machine.
+
 Writes ``auto.json`` and ``auto.md`` (``--name``: another name) beside the first results file.
 ``--prompts N`` reads prompts 0 to N - 1 only, ``--prompts A-B`` prompts A to B (a run extended with
 ``--resume --prompts`` keeps its earlier report reproducible, and its new prompts can be read apart).
@@ -69,28 +73,8 @@ def class_rows(category: str, records: list[dict], chosen: range | None = None) 
         runs = {label: r for (t, label), r in table.items() if t == temperature}
         prompts = sorted(set.intersection(*(set(r) for r in runs.values())))
         row = {"class": category, "temperature": temperature, "prompts": len(prompts)}
-        speed = {label: per_prompt(r, prompts) for label, r in runs.items()}
-        rate = {label: sum(s["tokens"]) / sum(s["seconds"]) for label, s in speed.items()}
-        best = max((label for label in runs if fixed(label)), key=rate.get, default=None)
-        row.update(
-            {
-                "plain_tokens_per_second": rate[AUTOREGRESSIVE],
-                "auto_tokens_per_second": rate[AUTO],
-                "best_fixed": best,
-                "best_fixed_tokens_per_second": rate.get(best),
-                "hf_default_tokens_per_second": rate.get(HF_DEFAULT),
-            }
-        )
-        peers = (("vs_plain", AUTOREGRESSIVE), ("vs_best_fixed", best), ("vs_hf_default", HF_DEFAULT))
-        for name, other in (*peers, ("vs_hf_lookup", HF_LOOKUP)):
-            if other in runs:
-                row[name], row[f"{name}_ci95"] = quotient(runs, AUTO, other, prompts)
-        if STATIC in runs:
-            row["adaptation_gain"], row["adaptation_gain_ci95"] = quotient(runs, AUTO, STATIC, prompts)
-        if SLOW in runs:
-            row["slow_profile_vs_plain"], row["slow_profile_vs_plain_ci95"] = quotient(
-                runs, SLOW, AUTOREGRESSIVE, prompts
-            )
+        if AUTOREGRESSIVE in runs:  # a timed comparison (a run of auto alone reports its predictions only)
+            row.update(speed_columns(runs, prompts))
         chosen = [runs[AUTO][i] for i in prompts]
         predicted = [sum(r["predicted_tokens"]) for r in chosen]
         measured = [sum(r["expected_tokens"]) for r in chosen]
@@ -111,6 +95,30 @@ def class_rows(category: str, records: list[dict], chosen: range | None = None) 
         row["plans"] = {plan: count / steps for plan, count in plans.most_common()}
         rows.append(row)
     return rows
+
+
+def speed_columns(runs: dict, prompts: list[int]) -> dict:
+    """tokens/s of plain decoding, auto, the best fixed configuration and HF's default, and auto's paired ratios
+    to each peer that ran."""
+    speed = {label: per_prompt(r, prompts) for label, r in runs.items()}
+    rate = {label: sum(s["tokens"]) / sum(s["seconds"]) for label, s in speed.items()}
+    best = max((label for label in runs if fixed(label)), key=rate.get, default=None)
+    row = {
+        "plain_tokens_per_second": rate[AUTOREGRESSIVE],
+        "auto_tokens_per_second": rate[AUTO],
+        "best_fixed": best,
+        "best_fixed_tokens_per_second": rate.get(best),
+        "hf_default_tokens_per_second": rate.get(HF_DEFAULT),
+    }
+    peers = (("vs_plain", AUTOREGRESSIVE), ("vs_best_fixed", best), ("vs_hf_default", HF_DEFAULT))
+    for name, other in (*peers, ("vs_hf_lookup", HF_LOOKUP)):
+        if other in runs:
+            row[name], row[f"{name}_ci95"] = quotient(runs, AUTO, other, prompts)
+    if STATIC in runs:
+        row["adaptation_gain"], row["adaptation_gain_ci95"] = quotient(runs, AUTO, STATIC, prompts)
+    if SLOW in runs:
+        row["slow_profile_vs_plain"], row["slow_profile_vs_plain_ci95"] = quotient(runs, SLOW, AUTOREGRESSIVE, prompts)
+    return row
 
 
 def split_ratio(chosen: list[dict], copied: bool) -> tuple[float | None, list[float] | None]:
@@ -159,6 +167,7 @@ def markdown(rows: list[dict], command: str) -> str:
             "2.5x-slower profile / plain": cell(r.get("slow_profile_vs_plain"), r.get("slow_profile_vs_plain_ci95")),
         }
         for r in rows
+        if "plain_tokens_per_second" in r
     ]
     prediction = [
         {
@@ -177,10 +186,10 @@ def markdown(rows: list[dict], command: str) -> str:
         for r in rows
     ]
     columns = lambda rs: [(key, key) for key in rs[0]]  # noqa: E731
+    speed = markdown_table(table, columns(table)) + "\n\n" if table else ""
     return (
         f'# scheme="auto" per prompt class\n\n`{command}`\n\n'
-        + markdown_table(table, columns(table))
-        + "\n\n"
+        + speed
         + markdown_table(prediction, columns(prediction))
         + "\n"
     )

@@ -16,7 +16,15 @@ from multidraft import schemes, verifiers
 from multidraft.decoding import run
 from multidraft.lookup import continuation
 from multidraft.planning.acceptance import rank_rates, stop_rates
-from multidraft.planning.copying import FIRST_PRIOR, ONWARD_PRIOR, PRIOR_WEIGHT, CopyEvidence
+from multidraft.planning.copying import (
+    FIRST_PRIOR,
+    HAZARD_RANGE,
+    LONGEST_HAZARD,
+    ONWARD_PRIOR,
+    PRIOR_WEIGHT,
+    SHARED_FAILURES,
+    CopyEvidence,
+)
 from multidraft.planning.cost import expected_level_nodes, expected_tree, step_seconds, stop_chain_rates
 from multidraft.planning.online import (
     CALIBRATION_EVENTS,
@@ -812,7 +820,8 @@ def test_copy_evidence_is_the_closed_form_of_its_priors_and_chances():
     evidence.add(3, 1.0, 3)  # a copy going on counts for every n-gram length; runs 2 and 3 share a state
     beta = (ONWARD_PRIOR[1] * PRIOR_WEIGHT + 1.5) / (PRIOR_WEIGHT + 2)
     assert evidence.rate(1, 2) == pytest.approx(beta) and evidence.rate(3, 3) == pytest.approx(beta)
-    assert evidence.rate(1, 1) == pytest.approx(ONWARD_PRIOR[0])
+    shared = (SHARED_FAILURES + 0.5) / (SHARED_FAILURES + 2 * (1 - ONWARD_PRIOR[1]))  # state 2-3's chances
+    assert evidence.rate(1, 1) == pytest.approx(1 - shared * (1 - ONWARD_PRIOR[0]))
 
     def expected(first: float, run: int, depth: int) -> float:  # 1 + sum_k prod_{i<=k} a_i, the state moving on
         chances = [first] + [evidence.rate(2, r) for r in range(run + 1, run + depth)]
@@ -823,6 +832,30 @@ def test_copy_evidence_is_the_closed_form_of_its_priors_and_chances():
     assert evidence.tokens(2, depths, run=2) == pytest.approx([expected(beta, 2, d) for d in depths])
     low = evidence.rate(2, 2, DOUBT_LEVEL)
     assert evidence.tokens(2, depths, DOUBT_LEVEL, run=2) == pytest.approx([expected(low, 2, d) for d in depths])
+
+
+def test_the_going_on_states_share_the_text_s_copy_fidelity():
+    """Copies that held at runs 1-3 make every longer state's copy likelier before it has a chance of its own;
+    copies that failed there make it less likely; a state's own chances are not counted in its multiplier."""
+    faithful, drifting = CopyEvidence(), CopyEvidence()
+    for length in (1, 2, 3) * 4:
+        faithful.add(2, 1.0, length)
+        drifting.add(2, 0.2, length)
+    for length in (4, 8, 16):
+        assert drifting.rate(2, length) < ONWARD_PRIOR[length.bit_length() - 1] < faithful.rate(2, length)
+    expected = 4 * (1 - ONWARD_PRIOR[0]) + 8 * (1 - ONWARD_PRIOR[1])
+    assert faithful.hazard_scale(4) == pytest.approx(SHARED_FAILURES / (SHARED_FAILURES + expected))
+    assert faithful.hazard_scale(1) == pytest.approx(SHARED_FAILURES / (SHARED_FAILURES + 8 * (1 - ONWARD_PRIOR[1])))
+    assert drifting.hazard_scale(4) == pytest.approx((SHARED_FAILURES + 12 * 0.8) / (SHARED_FAILURES + expected))
+    broken = CopyEvidence()
+    for _ in range(48):
+        broken.add(2, 0.0, 16)  # every copy failed after 16 held: s would be 50 / 2.96, kept at the bound
+    assert broken.hazard_scale(1) == HAZARD_RANGE[1] and broken.rate(2, 1) == pytest.approx(
+        1 - min(LONGEST_HAZARD, HAZARD_RANGE[1] * (1 - ONWARD_PRIOR[0]))
+    )
+    assert CopyEvidence().hazard_scale(3) == 1.0 and faithful.rate(2) == pytest.approx(FIRST_PRIOR)
+    depths = np.array([8, 28])
+    assert (faithful.tokens(2, depths, run=4) > CopyEvidence().tokens(2, depths, run=4)).all()
 
 
 def test_a_copy_that_has_held_is_predicted_to_go_on_longer():

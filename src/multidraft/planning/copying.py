@@ -27,6 +27,19 @@ drafts, plain decoding or a copy.  Priors: Beta laws with the means :data:`FIRST
 :data:`PRIOR_WEIGHT` observations, updated by the chances as fractional successes (the last
 :data:`WINDOW` of each state, since a text's kind can change).  Where a margin is wanted, the first
 acceptance is read at a lower quantile of its Beta posterior.
+
+**One text, one fidelity.**  A text that copies (code edited in place, a quoted passage) copies in
+every state: its going-on chances sit near 1 from r = 1 on, while the priors above average over
+texts that copy and texts that drift.  Filed per state, that evidence would reach the long states
+(8-15, >= 16) only after the copy had run that long.  So the states share one multiplier s of their
+*hazards* 1 - beta, a proportional-hazards model as the planner's calibration of drafted trees
+(:mod:`multidraft.planning.online`): over the chances a of the *other* going-on states (so that no
+chance is counted twice),
+
+    s = (k + sum (1 - a)) / (k + sum (1 - beta_prior(state of a))),   k = :data:`SHARED_FAILURES`,
+
+within :data:`HAZARD_RANGE`, and state b's Beta prior has mean 1 - s (1 - beta_prior(b)), capped at
+:data:`LONGEST_HAZARD`, before its own chances update it.
 """
 
 from __future__ import annotations
@@ -48,6 +61,12 @@ ONWARD_PRIOR = (0.63, 0.78, 0.84, 0.91, 0.98)
 PRIOR_WEIGHT = 2.0
 #: Chances kept per state (the most recent).
 WINDOW = 48
+#: Weight, in failed copies, of the shared hazard multiplier's prior value of 1.
+SHARED_FAILURES = 2.0
+#: Bounds of the shared hazard multiplier.
+HAZARD_RANGE = (0.1, 10.0)
+#: Largest hazard of a going-on copy after the multiplier (its prior mean stays above 0).
+LONGEST_HAZARD = 0.99
 
 
 def run_state(run: int) -> int:
@@ -70,11 +89,26 @@ class CopyEvidence:
 
     def rate(self, matched: int, run: int = 0, level: float | None = None) -> float:
         """alpha_m (beta_b(run) if ``run`` > 0): its posterior mean, or its Beta posterior's ``level`` quantile."""
-        seen = (self.onward[run_state(run)] if run else self.first[matched])[-WINDOW:]
-        prior = ONWARD_PRIOR[run_state(run) - 1] if run else FIRST_PRIOR
+        if run:
+            state = run_state(run)
+            seen = self.onward[state][-WINDOW:]
+            prior = 1.0 - min(LONGEST_HAZARD, self.hazard_scale(state) * (1.0 - ONWARD_PRIOR[state - 1]))
+        else:
+            seen, prior = self.first[matched][-WINDOW:], FIRST_PRIOR
         a = prior * PRIOR_WEIGHT + sum(seen)
         b = (1.0 - prior) * PRIOR_WEIGHT + len(seen) - sum(seen)
         return a / (a + b) if level is None else float(scipy.stats.beta.ppf(level, a, b))
+
+    def hazard_scale(self, state: int) -> float:
+        """s of going-on state ``state`` from the chances of the other going-on states (module docstring)."""
+        failed = expected = 0.0
+        for other, seen in self.onward.items():
+            if other != state:
+                seen = seen[-WINDOW:]
+                failed += len(seen) - sum(seen)
+                expected += len(seen) * (1.0 - ONWARD_PRIOR[other - 1])
+        low, high = HAZARD_RANGE
+        return min(high, max(low, (SHARED_FAILURES + failed) / (SHARED_FAILURES + expected)))
 
     def tokens(self, matched: int, depths: np.ndarray, level: float | None = None, run: int = 0) -> np.ndarray:
         """E tokens per step [len(depths)] of copied chains of ``depths`` drafts found by ``matched``-token n-grams,
