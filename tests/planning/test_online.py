@@ -634,13 +634,15 @@ def test_plain_tokens_are_not_watched_where_no_candidate_could_pay(prior, monkey
 
 def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     """However easy the text has been, a tree of depth D is never predicted more than D + 1 tokens a step, nor
-    more than the tokens still wanted."""
-    table = PlanTable.of(prior, [Candidate("sps", (1, 1))])
+    more than the tokens still wanted; a shallower tree's end is no hazard that a multiplier can lower."""
+    table = PlanTable.of(prior, [Candidate("sps", (1, 1)), Candidate("sps", (1,) * 4)])
     online = OnlinePlanner(linear_profile(0.001, 0.001), prior, table, None, 64)
     uncalibrated = online.choose(10, 64).tokens_per_step
-    online._ran = [(0, 2, False, False)] * 1000  # the hazards' multiplier at its lower bound
-    assert online.calibration(prior.posterior([])) == CALIBRATION_RANGE[0]
-    assert uncalibrated < online.choose(10, 64).tokens_per_step <= 3.0
+    online._ran = [(1, 4, False, False)] * 1000  # the hazards' multiplier at its lower bound
+    scale = online.calibration(prior.posterior([]))
+    assert scale == CALIBRATION_RANGE[0]
+    assert uncalibrated < online.choose(10, 64).tokens_per_step <= 5.0
+    assert (table.tokens_given(scale, 63) <= np.array([[3.0], [5.0]]) + 1e-12).all()
     assert online.choose(10, 2).tokens_per_step <= 2.0
 
 

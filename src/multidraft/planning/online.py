@@ -135,7 +135,8 @@ that takes its whole tree adds exposure and no event, so the evidence that a
 deeper tree would have gone on is kept: a ratio of realised to predicted
 tokens is censored at the depth of the trees that ran, and can never learn
 that a deeper one pays.  Every candidate is then predicted, per recorded
-prompt j, with hazards min(1, s h_{c,j}(d)) at depths up to the tokens still
+prompt j, with hazards min(1, s h_{c,j}(d)) (a hazard of 1, where the tree
+ends, stays 1) at depths up to the tokens still
 wanted less one (the decoder cuts every tree there:
 :func:`multidraft.step.within`).  Like the posterior it reads only steps
 already taken.
@@ -237,10 +238,12 @@ class PlanTable:
 
     def tokens_given(self, scale: float, depth: int) -> np.ndarray:
         """[C, J] E tokens per step with every hazard scaled by ``scale`` (capped at 1) and trees cut to ``depth``
-        (module docstring: calibration)."""
+        (module docstring: calibration).  A hazard of 1, where a tree ends, stays 1: no multiplier lets a walk
+        go past its tree's last level."""
         if scale == 1.0:  # the recorded reach itself
             return 1.0 + self.depth_reach[..., :depth].sum(-1)
-        surviving = np.cumprod(1.0 - np.minimum(1.0, scale * self.hazard[..., :depth]), -1)  # [C, J, depth]
+        hazard = self.hazard[..., :depth]  # [C, J, depth]
+        surviving = np.cumprod(1.0 - np.where(hazard < 1.0, np.minimum(1.0, scale * hazard), 1.0), -1)
         return 1.0 + surviving.sum(-1)
 
     @classmethod
