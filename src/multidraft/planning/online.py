@@ -136,9 +136,8 @@ deeper tree would have gone on is kept: a ratio of realised to predicted
 tokens is censored at the depth of the trees that ran, and can never learn
 that a deeper one pays.  Every candidate is then predicted, per recorded
 prompt j, with hazards min(1, s h_{c,j}(d)) (a hazard of 1, where the tree
-ends, stays 1) at depths up to the tokens still
-wanted less one (the decoder cuts every tree there:
-:func:`multidraft.step.within`).  Like the posterior it reads only steps
+ends, stays 1) at depths up to the tokens still wanted less one (the decoder
+cuts every tree there: :func:`multidraft.step.within`).  Like the posterior it reads only steps
 already taken.
 """
 
