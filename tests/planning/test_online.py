@@ -632,6 +632,20 @@ def test_plain_tokens_are_not_watched_where_no_candidate_could_pay(prior, monkey
     assert choice.candidate.scheme is None and choice.watch
 
 
+def test_predictions_by_depth_group_are_those_of_every_level():
+    """Scaled hazards computed per group of equally deep candidates, to their depth only, give the tokens of
+    the product over every level of the table (1e-12), and the laws of lengths those of the whole table."""
+    candidates = [Candidate("sps", (1,)), Candidate("kseq", (2, 2)), Candidate("sps", (1,) * 4)]
+    table = PlanTable.of(patchy_prior(), candidates + [Candidate("sps", (1,) * 6, 0.4)])
+    assert (sum(rows for rows, _ in table.depth_groups) == 1).all() and table.stopped_rows.tolist() == [3]
+    for scale, depth in itertools.product((0.1, 0.7, 1.0, 1.6, 10.0), (0, 1, 3, 63)):
+        hazard = table.hazard[..., :depth]
+        surviving = np.cumprod(1.0 - np.where(hazard < 1.0, np.minimum(1.0, scale * hazard), 1.0), -1)
+        assert table.tokens_given(scale, depth) == pytest.approx(1.0 + surviving.sum(-1), rel=1e-12, abs=1e-12)
+    weight = np.random.default_rng(0).random(table.lengths.shape[1])
+    assert table.length_laws(weight) == pytest.approx(np.einsum("cjd,j->cd", table.lengths, weight), abs=1e-12)
+
+
 def test_calibrated_predictions_never_exceed_what_a_step_can_emit(prior):
     """However easy the text has been, a tree of depth D is never predicted more than D + 1 tokens a step, nor
     more than the tokens still wanted; a shallower tree's end is no hazard that a multiplier can lower."""
@@ -658,7 +672,11 @@ def test_a_candidate_that_beats_plain_decoding_with_the_margins_runs_when_the_fa
     assert weight.min() > 0.2  # both prompts plausible: the skewed candidate's quantile is 1.05
     choice = online.choose(10, 64)
     assert choice.candidate == Candidate("sps", (1,)) and choice.tokens_per_step == pytest.approx(1.9)
-    table.depth_reach[1, :, 0] = 0.05  # no candidate passes: plain decoding
+    hopeless = table.depth_reach.copy()
+    hopeless[1, :, 0] = 0.05  # no candidate passes: plain decoding
+    hopeless_table = dataclasses.replace(table, depth_reach=hopeless)
+    online = OnlinePlanner(linear_profile(0.001, 0.001), prior, hopeless_table, None, 64)
+    online.observed = list(prior.agreement[:4]) + list(prior.agreement[POSITIONS : POSITIONS + 4])
     assert online.choose(10, 64).candidate == Candidate(None, None)
 
 

@@ -225,7 +225,7 @@ class PlanTable:
     cells: int = 1  # columns per recorded prompt: 1, or one per local state (J above is prompts * cells)
     _seconds: dict = field(default_factory=dict, repr=False)  # (id(profile), context, s) -> (profile, 3 arrays)
 
-    @property
+    @functools.cached_property
     def tokens(self) -> np.ndarray:
         """[C, J] E tokens per step: the root's token and one per depth reached."""
         return 1.0 + self.depth_reach.sum(-1)
@@ -235,15 +235,45 @@ class PlanTable:
         """[C, J, D] per candidate and recorded prompt (:func:`hazards`)."""
         return hazards(self.depth_reach)
 
+    @functools.cached_property
+    def depth_groups(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The candidates grouped by the levels L their walks can reach in some column: each group's rows (a mask
+        [C]) and hazards [L, G, J], a hazard of 1 (the tree's end) as infinity so that no multiplier lowers it.
+        Every level deeper has hazard 1 in every column, so it adds no tokens."""
+        levels = (self.depth_reach > 0).any(1)  # [C, D]
+        counts = np.where(levels.any(1), levels.shape[1] - np.argmax(levels[:, ::-1], 1), 0)  # [C]
+        ends = np.where(self.hazard < 1.0, self.hazard, np.inf)  # a tree's end: 1 under every multiplier s > 0
+        by_level = np.ascontiguousarray(ends.transpose(2, 0, 1))  # [D, C, J]: the cumulative product runs over rows
+        return [(rows, by_level[:count, rows]) for count in np.unique(counts[counts > 0]) for rows in [counts == count]]
+
     def tokens_given(self, scale: float, depth: int) -> np.ndarray:
         """[C, J] E tokens per step with every hazard scaled by ``scale`` (capped at 1) and trees cut to ``depth``
         (module docstring: calibration).  A hazard of 1, where a tree ends, stays 1: no multiplier lets a walk
-        go past its tree's last level."""
+        go past its tree's last level.  Computed per group of equally deep candidates, to their depth only
+        (:attr:`depth_groups`): a step re-plans with it, so it must cost well under a millisecond per candidate."""
         if scale == 1.0:  # the recorded reach itself
-            return 1.0 + self.depth_reach[..., :depth].sum(-1)
-        hazard = self.hazard[..., :depth]  # [C, J, depth]
-        surviving = np.cumprod(1.0 - np.where(hazard < 1.0, np.minimum(1.0, scale * hazard), 1.0), -1)
-        return 1.0 + surviving.sum(-1)
+            return self.tokens if depth >= self.depth_reach.shape[2] else 1.0 + self.depth_reach[..., :depth].sum(-1)
+        tokens = np.ones(self.depth_reach.shape[:2])  # [C, J]
+        for rows, hazard in self.depth_groups:
+            surviving = scale * hazard[:depth]  # [L, G, J]
+            np.minimum(surviving, 1.0, out=surviving)
+            np.subtract(1.0, surviving, out=surviving)
+            tokens[rows] += np.cumprod(surviving, 0, out=surviving).sum(0)
+        return tokens
+
+    def length_laws(self, weight: np.ndarray) -> np.ndarray:
+        """[C, D] P(a step of candidate c drafts L = 1..D levels) under the columns' ``weight`` [J]: a stopped
+        chain's law of lengths, every other candidate's fixed shape (L = "1", the row's first entry)."""
+        laws = np.zeros((self.lengths.shape[0], self.lengths.shape[2]))
+        laws[:, 0] = weight.sum()
+        stopped = self.stopped_rows
+        laws[stopped] = np.einsum("cjd,j->cd", self.lengths[stopped], weight)
+        return laws
+
+    @functools.cached_property
+    def stopped_rows(self) -> np.ndarray:
+        """[S] the rows of the candidates that are stopped chains."""
+        return np.array([c for c, candidate in enumerate(self.candidates) if candidate.stop], dtype=int)
 
     @classmethod
     def of(
@@ -464,6 +494,7 @@ class OnlinePlanner:
     predictions: list[Prediction] = field(default_factory=list)  # one per step
     _current: Prediction | None = None
     _plans: dict = field(default_factory=dict)
+    _hopes: dict = field(default_factory=dict)  # (the openings' table?, depth) -> :meth:`hopeful`
     _draft_behind: int | None = None  # committed tokens the draft has not read (None: the whole prompt)
     _emitted: int = 0
     _ran: list = field(default_factory=list)  # per speculative step: (row, depths exposed, ended early, opening)
@@ -626,11 +657,10 @@ class OnlinePlanner:
         behind = self._draft_behind or 1
         catch_up = self.profile.draft(behind, context) - self.profile.draft(1, context)  # beyond a step's own read
         fixed, per_verified, per_leaf_end = table.seconds_at(self.profile, context, self.repeats())
-        laws = np.einsum("cjd,j->cd", table.lengths, columns)  # [C, D] P(length) of stopped chains
+        laws = table.length_laws(columns)  # [C, D] P(length) of stopped chains
         seconds = (fixed * laws).sum(1) + per_verified * verified + per_leaf_end * leaf_end  # [C]
         rates = remaining / (remaining / tokens * seconds + catch_up)  # [C]
-        uncalibrated = by_prompt(table.tokens_given(1.0, max(remaining - 1, 0)), self.prior_cells)  # [C, J]
-        high = lower_quantile(uncalibrated, self.prior_weight, 1.0 - DOUBT_LEVEL)
+        high = self.hopeful(table, max(remaining - 1, 0))
         watch = self.adapt and bool((high / seconds > 1.0 / plain_step).any())  # speculation could pay here
         watching = self.profile.draft(LOOK_BACK_AFTER + 1, context) / LOOK_BACK_AFTER if watch else 0.0
         plain = 1.0 / (plain_step + watching)
@@ -652,6 +682,15 @@ class OnlinePlanner:
         return Prediction(
             chosen, float(tokens[best_c]), float(rates[best_c]), plain, row, table is not self.table, watch
         )
+
+    def hopeful(self, table: PlanTable, depth: int) -> np.ndarray:
+        """[C] each candidate's tokens per step, trees cut to ``depth``, at the prior's upper quantile
+        1 - :data:`DOUBT_LEVEL` before any evidence (module docstring: evidence); kept per table and depth."""
+        key = (table is self.opening, min(depth, table.depth_reach.shape[2]))
+        if key not in self._hopes:
+            uncalibrated = by_prompt(table.tokens_given(1.0, depth), self.prior_cells)  # [C, J]
+            self._hopes[key] = lower_quantile(uncalibrated, self.prior_weight, 1.0 - DOUBT_LEVEL)
+        return self._hopes[key]
 
     def copy_options(self, context: float, remaining: int) -> tuple:
         """The chains copied from the text's continuation, cut to each of :data:`COPY_DEPTHS` and to the tokens
