@@ -93,6 +93,9 @@ def class_rows(category: str, records: list[dict], chosen: range | None = None) 
         plans = Counter(plan or "plain decoding" for r in chosen for plan in r["plans"])
         steps = sum(plans.values())
         row["plans"] = {plan: count / steps for plan, count in plans.most_common()}
+        phases = sum(r["draft_seconds"] + r["target_seconds"] + r["verification_seconds"] for r in chosen)
+        row["planning_share"] = 1.0 - phases / sum(r["seconds"] for r in chosen)  # the rest of the total
+        row["seconds_per_step"] = step_seconds_by_kind(chosen)
         rows.append(row)
     return rows
 
@@ -119,6 +122,17 @@ def speed_columns(runs: dict, prompts: list[int]) -> dict:
     if SLOW in runs:
         row["slow_profile_vs_plain"], row["slow_profile_vs_plain_ci95"] = quotient(runs, SLOW, AUTOREGRESSIVE, prompts)
     return row
+
+
+def step_seconds_by_kind(chosen: list[dict]) -> dict[str, float]:
+    """auto's mean seconds per step, past each generation's first (which reads the prompt), for plain decoding,
+    copied and drafted steps: empty for results stored before steps were timed one by one."""
+    kinds = {}
+    for r in chosen:
+        for plan, seconds in list(zip(r["plans"], r.get("step_seconds") or []))[1:]:
+            kind = "drafted" if plan and not plan.startswith("lookup") else "copied" if plan else "plain"
+            kinds.setdefault(kind, []).append(seconds)
+    return {kind: sum(times) / len(times) for kind, times in sorted(kinds.items())}
 
 
 def split_ratio(chosen: list[dict], copied: bool) -> tuple[float | None, list[float] | None]:
@@ -182,6 +196,11 @@ def markdown(rows: list[dict], command: str) -> str:
             "copied steps": cell(r["copied_measured_over_predicted"], r["copied_measured_over_predicted_ci95"]),
             "drafted steps": cell(r["drafted_measured_over_predicted"], r["drafted_measured_over_predicted_ci95"]),
             "auto's plans (share of steps)": ", ".join(f"{p} {s:.0%}" for p, s in list(r["plans"].items())[:4]),
+            "planning share of auto's seconds": f"{r['planning_share']:.1%}",
+            "auto's seconds per step (past the first)": ", ".join(
+                f"{kind} {seconds:.3f}" for kind, seconds in r["seconds_per_step"].items()
+            )
+            or "—",
         }
         for r in rows
     ]

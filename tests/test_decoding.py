@@ -368,6 +368,8 @@ def test_metrics_streaming_and_eos(pair):
     assert result.acceptance_per_depth == [reached[1] / reached[0], reached[2] / reached[1]]
     seconds = (result.draft_seconds, result.target_seconds, result.verification_seconds)
     assert min(seconds) > 0 and sum(seconds) <= result.total_seconds + 1e-6
+    assert len(result.step_seconds) == result.target_calls and min(result.step_seconds) > 0
+    assert sum(result.step_seconds) == pytest.approx(result.total_seconds, rel=1e-9)
     # The same seed with EOS tokens stops right after the first one; ids outside the vocabulary never occur.
     eos = result.tokens[5]
     stop = result.tokens.index(eos) + 1

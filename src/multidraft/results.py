@@ -84,6 +84,7 @@ class GenerationResult:
     plans: list[str] = field(default_factory=list, repr=False)  # "scheme tree" per step, "" for plain decoding
     planning_seconds: float = 0.0  # choosing each step's plan and learning from it (scheme="auto")
     predicted_tokens: list[float] | None = None  # per step, the planner's E[tokens] for its choice (scheme="auto")
+    step_seconds: list[float] = field(default_factory=list, repr=False)  # per step, its planning included
 
     @property
     def expected_block_efficiency(self) -> float:
@@ -110,6 +111,7 @@ class Stopwatch:
     def __init__(self, *runners: Runner):
         self.cuda = [r.device for r in runners if r is not None and r.device.type == "cuda"]
         self.seconds = {"planning": 0.0, "draft": 0.0, "target": 0.0, "verification": 0.0}
+        self.ends: list[float] = []  # the total at the end of each step
         self.start = self.tick = self.now()
 
     def now(self) -> float:
@@ -124,10 +126,16 @@ class Stopwatch:
         self.tick = now
 
     def pause(self) -> None:
-        """Leave the time since the last lap out of every phase and of the total (observers' work)."""
+        """End a step: leave the time since the last lap out of every phase and of the total (observers' work)."""
         now = self.now()
         self.start += now - self.tick
         self.tick = now
+        self.ends.append(self.total)
+
+    @property
+    def step_seconds(self) -> list[float]:
+        """Seconds of each step, its planning included."""
+        return [end - before for before, end in zip([0.0, *self.ends], self.ends)]
 
     @property
     def total(self) -> float:
@@ -164,6 +172,7 @@ def result_of(
         expected_tokens=expected,
         plans=[step.name for step in steps],
         planning_seconds=watch.seconds["planning"],
+        step_seconds=watch.step_seconds,
     )
 
 

@@ -213,6 +213,7 @@ def record_of(result: GenerationResult) -> dict:
         "verification_seconds": result.verification_seconds,
         "plans": result.plans,
         "predicted_tokens": result.predicted_tokens,
+        "step_seconds": result.step_seconds,
     }
 
 
