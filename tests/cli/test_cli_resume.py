@@ -95,7 +95,7 @@ def test_record_killed_then_resumed_equals_an_uninterrupted_run(models, tmp_path
 
 
 #: Fields of a ``bench generate`` record that are wall-clock measurements, not results.
-TIMINGS = {"seconds", "draft_seconds", "target_seconds", "verification_seconds"}
+TIMINGS = {"seconds", "draft_seconds", "target_seconds", "verification_seconds", "step_seconds"}
 BENCH = [
     "--configs",
     "autoregressive rrs:2x2 spechub:2x2",
