@@ -244,13 +244,17 @@ class PlanTable:
         counts = np.where(levels.any(1), levels.shape[1] - np.argmax(levels[:, ::-1], 1), 0)  # [C]
         ends = np.where(self.hazard < 1.0, self.hazard, np.inf)  # a tree's end: 1 under every multiplier s > 0
         by_level = np.ascontiguousarray(ends.transpose(2, 0, 1))  # [D, C, J]: the cumulative product runs over rows
-        return [(rows, by_level[:count, rows]) for count in np.unique(counts[counts > 0]) for rows in [counts == count]]
+        groups = []
+        for count in np.unique(counts[counts > 0]):
+            rows = counts == count
+            groups.append((rows, by_level[:count, rows]))
+        return groups
 
     def tokens_given(self, scale: float, depth: int) -> np.ndarray:
         """[C, J] E tokens per step with every hazard scaled by ``scale`` (capped at 1) and trees cut to ``depth``
         (module docstring: calibration).  A hazard of 1, where a tree ends, stays 1: no multiplier lets a walk
         go past its tree's last level.  Computed per group of equally deep candidates, to their depth only
-        (:attr:`depth_groups`): a step re-plans with it, so it must cost well under a millisecond per candidate."""
+        (:attr:`depth_groups`), since every speculative step re-plans with it."""
         if scale == 1.0:  # the recorded reach itself
             return self.tokens if depth >= self.depth_reach.shape[2] else 1.0 + self.depth_reach[..., :depth].sum(-1)
         tokens = np.ones(self.depth_reach.shape[:2])  # [C, J]
